@@ -1,0 +1,79 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Data flows row → claim → sandbox → result → row. Each module knows only its
+// neighbours: MicroVM knows nothing of jobs, JobQueue nothing of KVM, and
+// Worker is the one place that joins them.
+let package = Package(
+    name: "hl-worker",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "hl-worker", targets: ["hl-worker"]),
+        .executable(name: "hl-bench", targets: ["hl-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
+    ],
+    targets: [
+        // The guest ABI header, shared with guests/sdk.
+        .target(name: "CGuestABI"),
+        // <linux/kvm.h> ioctls and constants, signal helpers. Nothing else.
+        .target(name: "CKVM"),
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .target(name: "MicroVM", dependencies: ["CKVM"]),
+        .target(
+            name: "Sandbox",
+            dependencies: [
+                "MicroVM", "CGuestABI",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "JobQueue",
+            dependencies: [
+                "CLibPQ",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Worker",
+            dependencies: [
+                "Sandbox", "JobQueue",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .executableTarget(
+            name: "hl-worker",
+            dependencies: [
+                "Worker", "Sandbox", "JobQueue", "MicroVM",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "hl-bench",
+            dependencies: [
+                "Worker", "Sandbox", "JobQueue", "MicroVM", "CKVM",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Shared by the test targets: a private PostgreSQL database per test,
+        // the KVM requirement switch, paths to the built guests.
+        .target(name: "HLTestSupport", dependencies: ["JobQueue"], path: "Tests/HLTestSupport"),
+        .testTarget(name: "MicroVMTests", dependencies: ["MicroVM", "CKVM", "HLTestSupport"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "MicroVM", "CGuestABI", "HLTestSupport"]),
+        .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "HLTestSupport"]),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Sandbox", "JobQueue", "HLTestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,1 @@
+// JobQueue: placeholder until its first real file lands.

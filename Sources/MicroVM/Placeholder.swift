@@ -1,0 +1,1 @@
+// MicroVM: placeholder until its first real file lands.

@@ -1,0 +1,1 @@
+// Worker: placeholder until its first real file lands.

@@ -1,0 +1,1 @@
+// HLTestSupport: placeholder until its first real file lands.

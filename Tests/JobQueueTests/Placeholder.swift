@@ -1,0 +1,1 @@
+// JobQueueTests: placeholder until its first real file lands.

@@ -1,0 +1,1 @@
+// MicroVMTests: placeholder until its first real file lands.

@@ -1,0 +1,1 @@
+// SandboxTests: placeholder until its first real file lands.

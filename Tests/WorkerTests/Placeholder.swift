@@ -1,0 +1,1 @@
+// WorkerTests: placeholder until its first real file lands.
