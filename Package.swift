@@ -31,7 +31,7 @@ let package = Package(
         .target(
             name: "Sandbox",
             dependencies: [
-                "MicroVM", "CGuestABI",
+                "MicroVM", "CKVM", "CGuestABI",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -67,11 +67,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Shared by the test targets: a private PostgreSQL database per test,
-        // the KVM requirement switch, paths to the built guests.
-        .target(name: "HLTestSupport", dependencies: ["JobQueue"], path: "Tests/HLTestSupport"),
-        .testTarget(name: "MicroVMTests", dependencies: ["MicroVM", "CKVM", "HLTestSupport"]),
-        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "MicroVM", "CGuestABI", "HLTestSupport"]),
+        // Shared by the test targets: the KVM requirement switch and paths to
+        // the built guests; a private PostgreSQL database per test.
+        .target(name: "KVMTestSupport", path: "Tests/KVMTestSupport"),
+        .target(name: "HLTestSupport", dependencies: ["JobQueue", "KVMTestSupport"], path: "Tests/HLTestSupport"),
+        .testTarget(name: "MicroVMTests", dependencies: ["MicroVM", "CKVM", "KVMTestSupport"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "MicroVM", "CGuestABI", "KVMTestSupport"]),
         .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "HLTestSupport"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Sandbox", "JobQueue", "HLTestSupport"]),
     ],

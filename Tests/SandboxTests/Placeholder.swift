@@ -1,1 +1,1 @@
-// SandboxTests: placeholder until its first real file lands.
+import XCTest

@@ -6,14 +6,16 @@
  * A guest is a static, non-PIE x86-64 ELF linked at HL_IMAGE_BASE. It runs in
  * 64-bit long mode at CPL3 on one vCPU, with no OS and no interrupts. Guest
  * virtual addresses equal guest physical addresses; the host's own
- * structures (page tables, GDT, TSS) live below HL_BOOT_INFO_ADDR and are not
- * mapped into the guest's address space at all.
+ * structures live below HL_BOOT_INFO_ADDR: the GDT and TSS (mapped
+ * supervisor-only, because the hypervisor reads the TSS's I/O bitmap when the
+ * guest does `out`) and the page tables (not mapped at all). CPL3 guest code
+ * can touch none of them.
  *
  * Memory map (S = the sandbox's memory size; every area page aligned, every
  * gap between areas an unmapped guard page, so overruns fault):
  *
  *   0                    unmapped (null guard)
- *   HL_HOST_AREA_ADDR    host-only: page tables, GDT, TSS (never mapped)
+ *   HL_HOST_AREA_ADDR    host-only: GDT, TSS (supervisor-only), page tables
  *   HL_BOOT_INFO_ADDR    struct hl_boot_info, read-only to the guest
  *   HL_IMAGE_BASE        the ELF's PT_LOAD segments (R/X per segment flags)
  *   ...                  heap        [boot->heap_start,    boot->heap_end)

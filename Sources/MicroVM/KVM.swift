@@ -1,0 +1,70 @@
+import CKVM
+import Glibc
+
+/// The /dev/kvm system handle: checks the API once and creates VMs.
+/// One per process is enough; it is safe to share between threads.
+public final class KVM: @unchecked Sendable {
+    public static let devicePath = "/dev/kvm"
+
+    let fd: Int32
+    /// Size of the kvm_run mapping of every vCPU.
+    let vcpuMappingSize: Int
+    /// CPUID entries KVM supports, handed to every vCPU so the guest sees a
+    /// consistent CPU (long mode, SSE2).
+    let supportedCPUID: [kvm_cpuid_entry2]
+
+    public init(path: String = KVM.devicePath) throws {
+        let fd = open(path, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw KVMError.openDevice(path: path, errno: errno) }
+        do {
+            let version = try systemCall("KVM_GET_API_VERSION") { ckvm_ioctl_value(fd, CKVM_GET_API_VERSION, 0) }
+            guard version == KVM_API_VERSION else { throw KVMError.unsupportedAPIVersion(version) }
+            for (capability, name) in [(KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"),
+                                       (KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY")] {
+                let present = try systemCall("KVM_CHECK_EXTENSION") {
+                    ckvm_ioctl_value(fd, CKVM_CHECK_EXTENSION, UInt(capability))
+                }
+                guard present > 0 else { throw KVMError.missingCapability(name) }
+            }
+            vcpuMappingSize = Int(try systemCall("KVM_GET_VCPU_MMAP_SIZE") {
+                ckvm_ioctl_value(fd, CKVM_GET_VCPU_MMAP_SIZE, 0)
+            })
+            supportedCPUID = try KVM.readSupportedCPUID(fd)
+        } catch {
+            close(fd)
+            throw error
+        }
+        self.fd = fd
+        let installed = ckvm_install_kick_handler()
+        precondition(installed == 0, "installing the vCPU kick signal handler failed: \(installed)")
+    }
+
+    deinit { close(fd) }
+
+    /// Whether the kernel can hand vCPU registers through kvm_run, saving
+    /// ioctls on every call.
+    public var hasSyncRegisters: Bool {
+        ckvm_ioctl_value(fd, CKVM_CHECK_EXTENSION, UInt(KVM_CAP_SYNC_REGS)) > 0
+    }
+
+    public func makeVM() throws -> VM {
+        let vmFD = try systemCall("KVM_CREATE_VM") { ckvm_ioctl_value(fd, CKVM_CREATE_VM, 0) }
+        return VM(fd: vmFD, kvm: self)
+    }
+
+    private static func readSupportedCPUID(_ fd: Int32) throws -> [kvm_cpuid_entry2] {
+        let capacity = 256
+        let headerSize = MemoryLayout<kvm_cpuid2>.size
+        let byteCount = headerSize + capacity * MemoryLayout<kvm_cpuid_entry2>.stride
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 8)
+        defer { raw.deallocate() }
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+        // SAFETY: raw holds a kvm_cpuid2 header followed by `capacity` entries,
+        // which is what KVM_GET_SUPPORTED_CPUID writes into.
+        let header = raw.assumingMemoryBound(to: kvm_cpuid2.self)
+        header.pointee.nent = UInt32(capacity)
+        try systemCall("KVM_GET_SUPPORTED_CPUID") { ckvm_ioctl(fd, CKVM_GET_SUPPORTED_CPUID, raw) }
+        let entries = (raw + headerSize).assumingMemoryBound(to: kvm_cpuid_entry2.self)
+        return Array(UnsafeBufferPointer(start: entries, count: Int(header.pointee.nent)))
+    }
+}

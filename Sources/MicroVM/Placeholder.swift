@@ -1,1 +1,0 @@
-// MicroVM: placeholder until its first real file lands.

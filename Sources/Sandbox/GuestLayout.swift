@@ -1,0 +1,82 @@
+import CGuestABI
+import MicroVM
+
+/// Where everything lives in a sandbox's memory: the map described in
+/// hl_abi.h, computed for one configuration and one image.
+public struct GuestLayout: Equatable, Sendable {
+    public static let page = UInt64(HL_PAGE_SIZE)
+    public static let descriptorTables = UInt64(HL_HOST_AREA_ADDR)
+    public static let pageTableArea = UInt64(HL_HOST_AREA_ADDR) + LongMode.descriptorTablesSize
+    public static let bootInfo = UInt64(HL_BOOT_INFO_ADDR)
+    public static let imageBase = UInt64(HL_IMAGE_BASE)
+    /// The smallest heap worth starting a guest with.
+    public static let minimumHeap: UInt64 = 1 << 20
+
+    public let memorySize: UInt64
+    public let image: Range<UInt64>
+    public let heap: Range<UInt64>
+    public let input: Range<UInt64>
+    public let output: Range<UInt64>
+    public let hostCall: Range<UInt64>
+    public let stack: Range<UInt64>
+
+    /// The area an image may occupy for this configuration.
+    public static func imageArea(for configuration: SandboxConfiguration) -> Range<UInt64> {
+        let top = fixedAreasStart(configuration)
+        let limit = top > imageBase + minimumHeap + 2 * page ? top - minimumHeap - 2 * page : imageBase
+        return imageBase..<limit
+    }
+
+    /// Start of the input area: everything from there up is laid out from the
+    /// top of memory down, independent of the image.
+    private static func fixedAreasStart(_ c: SandboxConfiguration) -> UInt64 {
+        let size = UInt64(c.memoryMB) << 20
+        let fixed = UInt64(c.stackSize + c.hostCallAreaSize + c.outputAreaSize + c.inputAreaSize) + 4 * page
+        return size > fixed ? size - fixed : 0
+    }
+
+    public init(configuration c: SandboxConfiguration, image: ELFImage) throws(SandboxError) {
+        try c.validate()
+        let area = Self.imageArea(for: c)
+        do { try image.check(fitsIn: area) } catch { throw .invalidGuest(error as! ELFError) }
+        memorySize = UInt64(c.memoryMB) << 20
+        let imageStart = image.addressRange.lowerBound & ~(Self.page - 1)
+        let imageEnd = (image.addressRange.upperBound + Self.page - 1) & ~(Self.page - 1)
+        self.image = imageStart..<imageEnd
+
+        // Top down: guard, stack, guard, host-call, guard, output, guard, input.
+        let stackTop = memorySize - Self.page
+        stack = (stackTop - UInt64(c.stackSize))..<stackTop
+        let hostCallEnd = stack.lowerBound - Self.page
+        hostCall = (hostCallEnd - UInt64(c.hostCallAreaSize))..<hostCallEnd
+        let outputEnd = hostCall.lowerBound - Self.page
+        output = (outputEnd - UInt64(c.outputAreaSize))..<outputEnd
+        input = Self.fixedAreasStart(c)..<(Self.fixedAreasStart(c) + UInt64(c.inputAreaSize))
+        precondition(input.upperBound + Self.page == output.lowerBound)
+        heap = (imageEnd + Self.page)..<(input.lowerBound - Self.page)
+    }
+
+    /// What the guest may touch, and how. The page tables are unmapped; the
+    /// descriptor tables are mapped supervisor-only, out of the guest's reach.
+    public func mappings(imageMappings: [PageMapping]) -> [PageMapping] {
+        func data(_ range: Range<UInt64>, writable: Bool = true) -> PageMapping {
+            PageMapping(start: range.lowerBound, length: range.upperBound - range.lowerBound,
+                        writable: writable, executable: false)
+        }
+        return [LongMode.descriptorTablesMapping(at: Self.descriptorTables),
+                data(Self.bootInfo..<(Self.bootInfo + Self.page), writable: false)] + imageMappings + [
+            data(heap), data(input, writable: false), data(output), data(hostCall), data(stack),
+        ]
+    }
+
+    public var bootInfoRecord: hl_boot_info {
+        hl_boot_info(
+            magic: UInt64(HL_BOOT_MAGIC), abi_version: UInt32(HL_ABI_VERSION), reserved: 0,
+            memory_size: memorySize,
+            heap_start: heap.lowerBound, heap_end: heap.upperBound,
+            input_addr: input.lowerBound, input_size: UInt64(input.count),
+            output_addr: output.lowerBound, output_size: UInt64(output.count),
+            hostcall_addr: hostCall.lowerBound, hostcall_size: UInt64(hostCall.count),
+            stack_bottom: stack.lowerBound, stack_top: stack.upperBound)
+    }
+}

@@ -1,1 +1,0 @@
-// Sandbox: placeholder until its first real file lands.

@@ -1,0 +1,286 @@
+import CGuestABI
+import CKVM
+import Glibc
+import Logging
+import MicroVM
+import Synchronization
+
+/// A guest loaded into its own micro-VM, ready to have functions called.
+///
+/// A sandbox has a status: a call runs only when it is `ready`; any abnormal
+/// end (timeout, crash, cancellation, out of memory) poisons it; only a reset
+/// to its snapshot (recyclable sandboxes) makes it ready again. A sandbox is
+/// driven by one thread at a time; `stop` may come from any thread.
+public final class Sandbox: @unchecked Sendable {
+    public enum Status: Equatable, Sendable {
+        case ready
+        /// The last call ended abnormally; guest state is suspect.
+        case poisoned
+        /// The VM itself failed; throw it away.
+        case unrecoverable
+    }
+
+    public enum StopReason: Sendable { case timeout, cancelled }
+
+    public let image: GuestImage
+    public let configuration: SandboxConfiguration
+    public let layout: GuestLayout
+    public private(set) var status: Status = .ready
+    /// Calls made since the sandbox was built or last reset.
+    public private(set) var callsSinceReset = 0
+
+    let memory: GuestMemory
+    let vm: VM
+    let vcpu: VCPU
+    let initialSpecialRegisters: kvm_sregs
+    private let logger: Logger
+
+    /// CR2 holds the address of the last page fault. The host sets it to a
+    /// value no fault can produce (non-canonical), so after a triple fault a
+    /// changed CR2 means "bad memory access" rather than another exception.
+    static let faultAddressSentinel: UInt64 = 0xDEAD_0000_0000_0000
+
+    /// Whether a call is in flight and, if it was stopped, why. Guarded so a
+    /// late timer or cancel for a finished call cannot stop the next one.
+    private let callState = Mutex<(running: Bool, stopReason: StopReason?)>((false, nil))
+    /// Bytes the host wrote into guest memory during calls since the last
+    /// reset (the dirty log only sees the guest's own writes).
+    var hostWrittenInput: UInt64 = 0
+    var hostWroteHostCallArea = false
+
+    public init(kvm: KVM, image: GuestImage, configuration: SandboxConfiguration = .init(),
+                logger: Logger = Logger(label: "hl.sandbox")) throws(SandboxError) {
+        self.image = image
+        self.configuration = configuration
+        layout = try GuestLayout(configuration: configuration, image: image.elf)
+        var logger = logger
+        logger[metadataKey: "guest"] = "\(image.name)"
+        self.logger = logger
+        do {
+            memory = try GuestMemory(size: Int(layout.memorySize))
+            vm = try kvm.makeVM()
+            try vm.map(memory, logDirtyPages: configuration.recyclable)
+            try LongMode.writeDescriptorTables(into: memory, at: GuestLayout.descriptorTables)
+            var tables = try PageTableBuilder(memory: memory, areaStart: GuestLayout.pageTableArea,
+                                              areaEnd: GuestLayout.bootInfo)
+            for mapping in layout.mappings(imageMappings: image.pageMappings) {
+                try tables.map(mapping)
+            }
+            try image.elf.load(into: memory)
+            try memory.store(layout.bootInfoRecord, at: GuestLayout.bootInfo)
+            vcpu = try vm.makeVCPU()
+            var sregs = LongMode.specialRegisters(from: try vcpu.specialRegisters(), pageTableRoot: tables.root,
+                                                  descriptorTables: GuestLayout.descriptorTables)
+            sregs.cr2 = Self.faultAddressSentinel
+            initialSpecialRegisters = sregs
+            try vcpu.setSpecialRegisters(sregs)
+            try vcpu.setFPU(LongMode.initialFPU())
+        } catch let error as KVMError {
+            throw .host(error)
+        } catch {
+            throw .host(.invalidArgument("\(error)"))
+        }
+    }
+
+    // MARK: Calls
+
+    /// Calls `function` with `input` and returns the guest's result bytes.
+    public func call(_ function: String, input: [UInt8], limits: CallLimits = .init()) throws(SandboxError) -> [UInt8] {
+        guard status == .ready else {
+            throw .host(.invalidArgument("the sandbox is \(status), not ready"))
+        }
+        try limits.validate()
+        try writeCall(function, input: input)
+        callsSinceReset += 1
+        do {
+            try vcpu.setRegisters(LongMode.registers(entry: image.elf.entry, stack: layout.stack.upperBound))
+        } catch {
+            status = .unrecoverable
+            throw .host(error as! KVMError)
+        }
+
+        callState.withLock { state in
+            state = (true, nil)
+            vcpu.clearStop()
+        }
+        let timer = Watchdog.shared.arm(after: UInt64(limits.timeoutMilliseconds) * 1_000_000) { [weak self] in
+            self?.stop(.timeout)
+        }
+        let outcome = Result { () throws(SandboxError) in try runLoop(limits) }
+        Watchdog.shared.disarm(timer)
+        callState.withLock { $0.running = false }
+
+        switch outcome {
+        case .success(let bytes):
+            return bytes
+        case .failure(let error):
+            if status == .ready { status = .poisoned }
+            if case .host = error { status = .unrecoverable }
+            throw error
+        }
+    }
+
+    /// Stops the call in flight, if any, from any thread. The call ends with
+    /// `.timeout` or `.cancelled`; a stop with no call in flight does nothing.
+    public func stop(_ reason: StopReason) {
+        callState.withLock { state in
+            guard state.running, state.stopReason == nil else { return }
+            state.stopReason = reason
+            vcpu.stop()
+        }
+    }
+
+    private func writeCall(_ function: String, input: [UInt8]) throws(SandboxError) {
+        let name = Array(function.utf8)
+        guard (1...256).contains(name.count) else {
+            throw .invalidInput("a function name must be 1 to 256 bytes")
+        }
+        let headerSize = MemoryLayout<hl_call_header>.size
+        let total = headerSize + name.count + input.count
+        guard total <= layout.input.count else {
+            throw .invalidInput("the input is \(input.count) bytes, over the \(layout.input.count - headerSize - name.count)-byte input area")
+        }
+        let header = hl_call_header(magic: HL_CALL_MAGIC, name_len: UInt32(name.count),
+                                    input_len: UInt32(input.count), reserved: 0)
+        let base = layout.input.lowerBound
+        do {
+            try memory.store(header, at: base)
+            try memory.write(name, at: base + UInt64(headerSize))
+            try memory.write(input, at: base + UInt64(headerSize + name.count))
+            // A guest that signals done without writing a result must not
+            // hand back the previous call's.
+            try memory.zero(at: layout.output.lowerBound, length: MemoryLayout<hl_result_header>.size)
+        } catch {
+            throw .host(error as! KVMError)
+        }
+        hostWrittenInput = max(hostWrittenInput, UInt64(total))
+    }
+
+    private func runLoop(_ limits: CallLimits) throws(SandboxError) -> [UInt8] {
+        var hostCalls = 0
+        while true {
+            let exit: VCPUExit
+            do { exit = try vcpu.runUntilExit() } catch { throw .host(error as! KVMError) }
+            switch decide(exit) {
+            case .callFinished:
+                return try readResult(limits)
+            case .hostCall:
+                hostCalls += 1
+                guard hostCalls <= limits.maxHostCalls else { throw .tooManyHostCalls(limit: limits.maxHostCalls) }
+                try serviceHostCall()
+            case .stopped:
+                switch callState.withLock({ $0.stopReason }) {
+                case .cancelled: throw .cancelled
+                default: throw .timeout(milliseconds: limits.timeoutMilliseconds)
+                }
+            case .tripleFault:
+                let (cr2, rip) = faultRegisters()
+                if cr2 != Self.faultAddressSentinel {
+                    throw .memoryAccessViolation(address: cr2, rip: rip)
+                }
+                throw .guestCrash(reason: "the guest raised an exception (invalid instruction, divide error or similar)", rip: rip)
+            case .memoryViolation(let address):
+                throw .memoryAccessViolation(address: address, rip: faultRegisters().rip)
+            case .crash(let reason):
+                throw .guestCrash(reason: reason, rip: faultRegisters().rip)
+            }
+        }
+    }
+
+    private func faultRegisters() -> (cr2: UInt64, rip: UInt64) {
+        let cr2 = (try? vcpu.specialRegisters().cr2) ?? Self.faultAddressSentinel
+        let rip = (try? vcpu.registers().rip) ?? 0
+        return (cr2, rip)
+    }
+
+    private func readResult(_ limits: CallLimits) throws(SandboxError) -> [UInt8] {
+        let headerSize = MemoryLayout<hl_result_header>.size
+        let base = layout.output.lowerBound
+        do {
+            let header = try memory.load(hl_result_header.self, at: base)
+            guard header.magic == HL_RESULT_MAGIC else {
+                throw SandboxError.invalidOutput("the guest signalled done without writing a result header")
+            }
+            guard Int(header.len) <= layout.output.count - headerSize else {
+                throw SandboxError.invalidOutput("the result header claims \(header.len) bytes, more than the output area holds")
+            }
+            if header.status == HL_STATUS_OK.rawValue {
+                guard Int(header.len) <= limits.maxOutputBytes else {
+                    throw SandboxError.outputTooLarge(bytes: Int(header.len), limit: limits.maxOutputBytes)
+                }
+                return try memory.read(at: base + UInt64(headerSize), count: Int(header.len))
+            }
+            let message = Self.safeMessage(try memory.read(at: base + UInt64(headerSize), count: min(Int(header.len), 1024)))
+            switch header.status {
+            case HL_STATUS_GUEST_ERROR.rawValue: throw SandboxError.guestError(message)
+            case HL_STATUS_UNKNOWN_FUNCTION.rawValue: throw SandboxError.unknownFunction(message)
+            case HL_STATUS_OUT_OF_MEMORY.rawValue: throw SandboxError.outOfMemory(message)
+            case HL_STATUS_OUTPUT_TOO_LARGE.rawValue:
+                throw SandboxError.outputTooLarge(bytes: 0, limit: min(limits.maxOutputBytes, layout.output.count - headerSize))
+            case HL_STATUS_INVALID_INPUT.rawValue: throw SandboxError.invalidInput(message)
+            default: throw SandboxError.invalidOutput("the guest returned unknown status \(header.status)")
+            }
+        } catch let error as SandboxError {
+            throw error
+        } catch {
+            throw .host(error as! KVMError)
+        }
+    }
+
+    /// Guest text headed for logs and job rows: valid UTF-8, no control
+    /// characters, bounded length.
+    static func safeMessage(_ bytes: [UInt8]) -> String {
+        let text = String(decoding: bytes.prefix(1024), as: UTF8.self)
+        return String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
+    }
+
+    // MARK: Host calls
+
+    private func serviceHostCall() throws(SandboxError) {
+        let base = layout.hostCall.lowerBound
+        let headerSize = MemoryLayout<hl_hostcall_request>.size
+        do {
+            let request = try memory.load(hl_hostcall_request.self, at: base)
+            guard request.magic == HL_HOSTCALL_MAGIC, Int(request.len) <= layout.hostCall.count - headerSize else {
+                throw SandboxError.guestCrash(reason: "malformed host call request", rip: faultRegisters().rip)
+            }
+            let payload = try memory.read(at: base + UInt64(headerSize), count: Int(request.len))
+            var reply: [UInt8] = []
+            var status = HL_HOSTCALL_OK
+            switch request.function {
+            case HL_HOSTCALL_LOG.rawValue:
+                guard payload.count >= 4 else {
+                    throw SandboxError.guestCrash(reason: "malformed log host call", rip: faultRegisters().rip)
+                }
+                let level = UInt32(payload[0]) | UInt32(payload[1]) << 8 | UInt32(payload[2]) << 16 | UInt32(payload[3]) << 24
+                let message = Self.safeMessage(Array(payload[4...]))
+                logger.log(level: Self.logLevel(level), "\(message)")
+            case HL_HOSTCALL_WALL_CLOCK.rawValue:
+                var now = timespec()
+                clock_gettime(CLOCK_REALTIME, &now)
+                let nanoseconds = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+                reply = withUnsafeBytes(of: nanoseconds.littleEndian) { Array($0) }
+            default:
+                status = HL_HOSTCALL_UNKNOWN
+            }
+            let header = hl_hostcall_reply(magic: HL_HOSTCALL_MAGIC, status: status.rawValue,
+                                           len: UInt32(reply.count), reserved: 0)
+            try memory.store(header, at: base)
+            try memory.write(reply, at: base + UInt64(headerSize))
+            hostWroteHostCallArea = true
+        } catch let error as SandboxError {
+            throw error
+        } catch {
+            throw .host(error as! KVMError)
+        }
+    }
+
+    private static func logLevel(_ level: UInt32) -> Logger.Level {
+        switch level {
+        case HL_LOG_DEBUG.rawValue: return .debug
+        case HL_LOG_WARNING.rawValue: return .warning
+        case HL_LOG_ERROR.rawValue: return .error
+        default: return .info
+        }
+    }
+}

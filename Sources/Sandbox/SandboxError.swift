@@ -1,0 +1,74 @@
+import MicroVM
+
+/// Why a call into a guest did not produce a result. `kind` is the stable
+/// name that lands in a job's errors; `message` is short and safe to show to
+/// whoever submitted the job. Host-side detail goes to the log instead.
+public enum SandboxError: Error, Equatable, CustomStringConvertible {
+    case timeout(milliseconds: Int)
+    case cancelled
+    case outOfMemory(String)
+    case guestCrash(reason: String, rip: UInt64)
+    case guestError(String)
+    case invalidOutput(String)
+    case outputTooLarge(bytes: Int, limit: Int)
+    case unknownFunction(String)
+    case memoryAccessViolation(address: UInt64, rip: UInt64)
+    case invalidInput(String)
+    case tooManyHostCalls(limit: Int)
+    case invalidGuest(ELFError)
+    case invalidLimits(String)
+    /// The host failed (a KVM ioctl, an mmap): not the guest's fault.
+    case host(KVMError)
+
+    public var kind: String {
+        switch self {
+        case .timeout: return "timeout"
+        case .cancelled: return "cancelled"
+        case .outOfMemory: return "out_of_memory"
+        case .guestCrash: return "guest_crash"
+        case .guestError: return "guest_error"
+        case .invalidOutput: return "invalid_output"
+        case .outputTooLarge: return "output_too_large"
+        case .unknownFunction: return "unknown_function"
+        case .memoryAccessViolation: return "memory_access_violation"
+        case .invalidInput: return "invalid_input"
+        case .tooManyHostCalls: return "too_many_host_calls"
+        case .invalidGuest: return "invalid_guest"
+        case .invalidLimits: return "invalid_limits"
+        case .host: return "host_error"
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .timeout(let milliseconds): return "the call ran past its \(milliseconds) ms timeout"
+        case .cancelled: return "the call was cancelled"
+        case .outOfMemory(let message): return message
+        case .guestCrash(let reason, let rip): return "\(reason) at rip 0x\(String(rip, radix: 16))"
+        case .guestError(let message): return message
+        case .invalidOutput(let message): return message
+        case .outputTooLarge(let bytes, let limit):
+            return bytes > 0 ? "the result is \(bytes) bytes, over the \(limit)-byte limit"
+                             : "the result is over the \(limit)-byte limit"
+        case .unknownFunction(let name): return "the guest has no function named \(name)"
+        case .memoryAccessViolation(let address, let rip):
+            return "the guest accessed unmapped or protected memory at 0x\(String(address, radix: 16)) (rip 0x\(String(rip, radix: 16)))"
+        case .invalidInput(let message): return message
+        case .tooManyHostCalls(let limit): return "the guest made more than \(limit) host calls"
+        case .invalidGuest(let error): return "invalid guest image: \(error)"
+        case .invalidLimits(let message): return message
+        case .host(let error): return "host error: \(error)"
+        }
+    }
+
+    /// Whether running the same call again could succeed: a timeout or a host
+    /// failure may pass next time; an unknown function never will.
+    public var isRetryable: Bool {
+        switch self {
+        case .unknownFunction, .invalidGuest, .invalidLimits, .invalidInput: return false
+        default: return true
+        }
+    }
+
+    public var description: String { "\(kind): \(message)" }
+}

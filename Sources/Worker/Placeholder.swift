@@ -1,1 +1,0 @@
-// Worker: placeholder until its first real file lands.

@@ -1,1 +1,0 @@
-// HLTestSupport: placeholder until its first real file lands.

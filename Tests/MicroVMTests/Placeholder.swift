@@ -1,1 +1,0 @@
-// MicroVMTests: placeholder until its first real file lands.
