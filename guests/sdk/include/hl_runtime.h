@@ -1,0 +1,44 @@
+/*
+ * hl_runtime.h — the services the guest runtime (guests/sdk/c) offers to
+ * guest code in any language. Swift imports this header as the HLRuntime
+ * module; C guests get it through hl_guest.h.
+ */
+#ifndef HL_RUNTIME_H
+#define HL_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hl_abi.h"
+
+/* The current call, valid from the start of `main` until it returns. Both
+ * point into the input area, which is mapped read-only. */
+const uint8_t *hl_call_name(size_t *len);
+const uint8_t *hl_call_input(size_t *len);
+
+/* Writes the call's result to the output area; the last one set wins.
+ * status is an enum hl_status. An HL_STATUS_OK result too large for the
+ * output area becomes HL_STATUS_OUTPUT_TOO_LARGE; messages of other statuses
+ * are cut to fit. */
+void hl_set_result(uint32_t status, const void *bytes, size_t len);
+
+/* Sets HL_STATUS_UNKNOWN_FUNCTION naming the current call's function. */
+void hl_report_unknown_function(void);
+
+/* Host calls. A log message longer than the host-call area allows is cut
+ * at a UTF-8 boundary. The wall clock is 0 if the host did not answer. */
+void hl_log(uint32_t level, const void *message, size_t len);
+uint64_t hl_wall_clock_ns(void);
+
+/* The heap's free bytes in total, and the largest single allocation that
+ * would succeed now; a guest can stay short of out_of_memory with them. */
+size_t hl_heap_free_bytes(void);
+size_t hl_heap_largest_allocation(void);
+
+/* Bytes between the stack's bottom and its top, as the host laid it out. */
+size_t hl_stack_size(void);
+
+/* Executes an invalid instruction: the host sees a guest crash. */
+_Noreturn void hl_crash(void);
+
+#endif /* HL_RUNTIME_H */

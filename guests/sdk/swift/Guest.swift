@@ -1,0 +1,87 @@
+import HLRuntime
+
+/// A failure the guest reports on purpose. The host records it as a
+/// guest_error carrying `message`.
+public struct GuestError: Error {
+    public var message: String
+
+    public init(_ message: String) {
+        self.message = message
+    }
+}
+
+/// One named entry of a guest's function table.
+///
+/// Embedded Swift has no untyped `throws`, so closures given here must spell
+/// `throws(GuestError)`; named functions are the easier way.
+public struct GuestFunction {
+    let name: StaticString
+    let body: ([UInt8]) throws(GuestError) -> [UInt8]
+
+    /// A function over raw bytes: the call's input in, the result out.
+    public static func bytes(
+        _ name: StaticString, _ body: @escaping ([UInt8]) throws(GuestError) -> [UInt8]
+    ) -> GuestFunction {
+        GuestFunction(name: name, body: body)
+    }
+
+    /// A function whose arguments are a JSON object and whose result is JSON.
+    /// Empty input counts as `{}`; input that is not a JSON object becomes a
+    /// guest error before `body` runs.
+    public static func json(
+        _ name: StaticString, _ body: @escaping (JSON) throws(GuestError) -> JSON
+    ) -> GuestFunction {
+        GuestFunction(name: name) { (input: [UInt8]) throws(GuestError) -> [UInt8] in
+            try body(JSON.parseArguments(input)).encoded()
+        }
+    }
+}
+
+/// A guest program: mark the conforming type `@main` and list its functions.
+///
+///     @main
+///     struct Demo: Guest {
+///         static let functions: [GuestFunction] = [.json("add", add)]
+///     }
+public protocol Guest {
+    static var functions: [GuestFunction] { get }
+}
+
+extension Guest {
+    /// Runs once per call: the runtime calls `main` each time the host
+    /// enters the guest.
+    public static func main() {
+        var nameLength = 0
+        guard let name = hl_call_name(&nameLength) else { return }
+        let requested = UnsafeBufferPointer(start: name, count: nameLength)
+        for function in functions {
+            let matches = function.name.withUTF8Buffer { $0.elementsEqual(requested) }
+            if matches {
+                run(function)
+                return
+            }
+        }
+        hl_report_unknown_function()
+    }
+
+    private static func run(_ function: GuestFunction) {
+        var inputLength = 0
+        let input: [UInt8]
+        if let start = hl_call_input(&inputLength), inputLength > 0 {
+            input = Array(UnsafeBufferPointer(start: start, count: inputLength))
+        } else {
+            input = []
+        }
+        do {
+            let output = try function.body(input)
+            output.withUnsafeBytes {
+                hl_set_result(HL_STATUS_OK.rawValue, $0.baseAddress, $0.count)
+            }
+        } catch {
+            var message = error.message
+            message.withUTF8 {
+                hl_set_result(HL_STATUS_GUEST_ERROR.rawValue, $0.baseAddress, $0.count)
+            }
+        }
+    }
+}
