@@ -33,6 +33,12 @@ public final class Sandbox: @unchecked Sendable {
     let vm: VM
     let vcpu: VCPU
     let initialSpecialRegisters: kvm_sregs
+    let initialEvents: kvm_vcpu_events
+    /// For recyclable sandboxes: the memory the host wrote at build time, so
+    /// a reset can put back any of it the guest changed.
+    let snapshot: MemorySnapshot?
+    /// Reused between resets, sized for one bit per page.
+    var dirtyBitmap: [UInt64]
     private let logger: Logger
 
     /// CR2 holds the address of the last page fault. The host sets it to a
@@ -75,9 +81,71 @@ public final class Sandbox: @unchecked Sendable {
             initialSpecialRegisters = sregs
             try vcpu.setSpecialRegisters(sregs)
             try vcpu.setFPU(LongMode.initialFPU())
+            initialEvents = try vcpu.events()
+            let pages = Int(layout.memorySize) / GuestMemory.pageSize
+            dirtyBitmap = [UInt64](repeating: 0, count: (pages + 63) / 64)
+            if configuration.recyclable {
+                snapshot = try MemorySnapshot(memory: memory, ranges: [
+                    GuestLayout.descriptorTables..<(GuestLayout.pageTableArea + tables.used),
+                    GuestLayout.bootInfo..<layout.image.upperBound,
+                ])
+                // Start the log from a clean slate.
+                try vm.takeDirtyLog(into: &dirtyBitmap)
+            } else {
+                snapshot = nil
+            }
         } catch let error as KVMError {
             throw .host(error)
         } catch {
+            throw .host(.invalidArgument("\(error)"))
+        }
+    }
+
+    // MARK: Reset
+
+    /// Puts a recyclable sandbox back to the state it was built in: every
+    /// page the guest or the host wrote since is restored from the snapshot
+    /// (or zeroed where the snapshot has nothing), and every register the
+    /// guest could change is reloaded. Works after any call, including one
+    /// that crashed, timed out or was cancelled. Returns the pages restored.
+    @discardableResult
+    public func reset() throws(SandboxError) -> Int {
+        guard let snapshot, status != .unrecoverable else {
+            throw .host(.invalidArgument("this sandbox cannot be reset"))
+        }
+        do {
+            try vm.takeDirtyLog(into: &dirtyBitmap)
+            var restored = 0
+            let page = UInt64(GuestMemory.pageSize)
+            for (wordIndex, word) in dirtyBitmap.enumerated() where word != 0 {
+                var bits = word
+                while bits != 0 {
+                    let bit = UInt64(bits.trailingZeroBitCount)
+                    bits &= bits - 1
+                    try snapshot.restore(page: (UInt64(wordIndex) * 64 + bit) * page, into: memory)
+                    restored += 1
+                }
+            }
+            // The dirty log sees only the guest's writes; undo the host's.
+            if hostWrittenInput > 0 {
+                try memory.zero(at: layout.input.lowerBound, length: Int(hostWrittenInput))
+            }
+            if hostWroteHostCallArea {
+                try memory.zero(at: layout.hostCall.lowerBound, length: Int(page))
+            }
+            try vcpu.setSpecialRegisters(initialSpecialRegisters)
+            try vcpu.setFPU(LongMode.initialFPU())
+            try vcpu.setEvents(initialEvents)
+            hostWrittenInput = 0
+            hostWroteHostCallArea = false
+            callsSinceReset = 0
+            status = .ready
+            return restored
+        } catch let error as KVMError {
+            status = .unrecoverable
+            throw .host(error)
+        } catch {
+            status = .unrecoverable
             throw .host(.invalidArgument("\(error)"))
         }
     }
