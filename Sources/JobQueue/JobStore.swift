@@ -1,0 +1,302 @@
+import Foundation
+
+/// The job queue's operations over one connection. Like its connection it
+/// blocks, and belongs to one thread at a time.
+///
+/// Every write a worker makes about a job it runs is fenced by
+/// (id, attempt, worker): once the job has moved on (rescued, retried,
+/// claimed by someone else) a late write from the old attempt changes
+/// nothing. That also makes a write safe to repeat after a lost connection.
+public final class JobStore: @unchecked Sendable {
+    public let connection: PGConnection
+    public let backoff: Backoff
+
+    public init(connection: PGConnection, backoff: Backoff = .standard) {
+        self.connection = connection
+        self.backoff = backoff
+    }
+
+    // MARK: Workers
+
+    /// Inserts or refreshes the worker's row; its heartbeat starts now.
+    public func registerWorker(_ worker: WorkerInfo) throws {
+        try connection.execute(Queries.registerWorker, [
+            .text(worker.id), .text(worker.host), PGParam(Int(worker.pid)), PGParam(worker.concurrency),
+            worker.queues.map { PGParam.array($0) } ?? .null, .text(worker.version),
+        ])
+    }
+
+    /// Returns false when the worker has no row (it was forgotten after
+    /// going silent): register again; its running jobs may have been rescued.
+    @discardableResult
+    public func heartbeat(workerID: String) throws -> Bool {
+        try connection.execute(Queries.heartbeat, [.text(workerID)]).affectedRows == 1
+    }
+
+    public func deregisterWorker(workerID: String) throws {
+        try connection.execute(Queries.deregisterWorker, [.text(workerID)])
+    }
+
+    // MARK: Claiming and finishing
+
+    /// Claims up to `limit` runnable jobs in (priority, run_at, id) order
+    /// from `queues` (nil: every queue), marking them running under a new
+    /// attempt for `workerID`. Never blocks on, or shares, a job another
+    /// claimer holds.
+    public func claim(workerID: String, queues: [String]?, limit: Int) throws -> [ClaimedJob] {
+        precondition(limit > 0, "claim limit must be positive")
+        let result: PGResult
+        if let queues {
+            result = try connection.execute(
+                Queries.claimQueues, [.text(workerID), PGParam(limit), PGParam.array(queues)])
+        } else {
+            result = try connection.execute(Queries.claimAnyQueue, [.text(workerID), PGParam(limit)])
+        }
+        return try result.rows.map { row in
+            ClaimedJob(
+                id: try row.required("id", row.int64),
+                queue: try row.required("queue", row.string),
+                guest: try row.required("guest", row.string),
+                function: try row.required("function", row.string),
+                argsJSON: try row.required("args", row.string),
+                argsIsObject: try row.required("args_is_object", row.bool),
+                attempt: try row.required("attempt", row.int),
+                maxAttempts: try row.required("max_attempts", row.int),
+                timeoutMs: try row.int("timeout_ms"),
+                memoryMb: try row.int("memory_mb"),
+                vm: row.string("vm"),
+                guestSHA256: row.string("guest_sha256"))
+        }
+    }
+
+    /// Records how attempts ended, all in one statement; returns the ids of
+    /// the jobs updated. An outcome whose attempt is no longer the job's
+    /// running one is ignored (see the fencing note on the class).
+    ///
+    /// A result PostgreSQL will not store as jsonb (malformed JSON, or a
+    /// `\u0000` escape) would fail the whole batch; then each outcome is
+    /// written alone, and such a result fails its job as `invalid_output`
+    /// rather than blocking the others.
+    @discardableResult
+    public func finish(_ outcomes: [JobOutcome]) throws -> [Int64] {
+        guard !outcomes.isEmpty else { return [] }
+        do {
+            return try write(outcomes)
+        } catch let error as PGError where error.isDataException && outcomes.count > 1 {
+            return try outcomes.flatMap { try finish([$0]) }
+        } catch let error as PGError where error.isDataException {
+            guard case .completed(let id, let attempt, let workerID, _) = outcomes[0],
+                case .queryFailed(_, _, let message, _, _) = error
+            else { throw error }
+            return try write([
+                .failed(
+                    id: id, attempt: attempt, workerID: workerID, kind: JobErrorKind.invalidOutput.rawValue,
+                    message: "result is not valid JSON for PostgreSQL: \(message)", retryable: false)
+            ])
+        }
+    }
+
+    private func write(_ outcomes: [JobOutcome]) throws -> [Int64] {
+        var ids: [Int64] = [], attempts: [Int] = [], workers: [String?] = [], kinds: [String?] = []
+        var results: [String?] = [], errorKinds: [String?] = [], messages: [String?] = []
+        var retryable: [Bool] = []
+        for outcome in outcomes {
+            switch outcome {
+            case .completed(let id, let attempt, let worker, let resultJSON):
+                ids.append(id); attempts.append(attempt); workers.append(worker); kinds.append("completed")
+                results.append(resultJSON); errorKinds.append(nil); messages.append(nil); retryable.append(false)
+            case .failed(let id, let attempt, let worker, let kind, let message, let canRetry):
+                ids.append(id); attempts.append(attempt); workers.append(worker); kinds.append("failed")
+                results.append(nil); errorKinds.append(kind); messages.append(message); retryable.append(canRetry)
+            case .cancelled(let id, let attempt, let worker, let message):
+                ids.append(id); attempts.append(attempt); workers.append(worker); kinds.append("cancelled")
+                results.append(nil); errorKinds.append(JobErrorKind.cancelled.rawValue); messages.append(message)
+                retryable.append(false)
+            }
+        }
+        let result = try connection.execute(Queries.finish, [
+            PGParam.array(ids), PGParam.array(attempts), PGParam.array(workers), PGParam.array(kinds),
+            PGParam.array(results), PGParam.array(errorKinds), PGParam.array(messages), PGParam.array(retryable),
+            PGParam(backoff.baseSeconds), PGParam(backoff.maxSeconds),
+        ])
+        return try result.rows.map { try $0.required("id", $0.int64) }
+    }
+
+    /// Graceful shutdown: hands jobs this worker will not finish back to
+    /// `available` with the attempt taken back (or to `cancelled` if that
+    /// was requested), and wakes other workers. Returns the ids handed back.
+    @discardableResult
+    public func requeue(_ jobs: [JobAttempt], workerID: String) throws -> [Int64] {
+        guard !jobs.isEmpty else { return [] }
+        let result = try connection.execute(Queries.requeue, [
+            .text(workerID), PGParam.array(jobs.map(\.id)), PGParam.array(jobs.map(\.attempt)),
+        ])
+        return try result.rows.map { try $0.required("id", $0.int64) }
+    }
+
+    /// Rescues the running jobs of workers that stopped heartbeating more
+    /// than `staleAfter` seconds ago, or have no row: each gets a
+    /// `worker_lost` error and is retried with backoff, discarded when out
+    /// of attempts, or cancelled when that was requested. Also forgets
+    /// workers silent for `forgetAfter` seconds. Safe to run from every
+    /// worker at once. Returns how many jobs it rescued.
+    @discardableResult
+    public func rescue(staleAfter: TimeInterval, forgetAfter: TimeInterval = 3600) throws -> Int {
+        let row = try connection.execute(Queries.rescue, [
+            .text("worker stopped heartbeating mid-job"),
+            PGParam(backoff.baseSeconds), PGParam(backoff.maxSeconds),
+            PGParam(staleAfter), PGParam(forgetAfter),
+        ]).singleRow()
+        return try row.required("rescued", row.int)
+    }
+
+    /// At start-up, with a fixed worker id: rescues the jobs an earlier
+    /// process with the same id left running (its heartbeat, now ours,
+    /// would otherwise keep them from ever being rescued). Returns how many.
+    @discardableResult
+    public func rescueJobs(ofEarlierWorker workerID: String) throws -> Int {
+        try connection.execute(Queries.rescueWorker, [
+            .text("worker \(workerID) restarted mid-job"),
+            PGParam(backoff.baseSeconds), PGParam(backoff.maxSeconds), .text(workerID),
+        ]).affectedRows
+    }
+
+    /// The jobs running under this worker, as the database sees them. After
+    /// a lost connection a claim may have committed without its answer
+    /// arriving; those jobs show up here and nowhere in the worker.
+    public func runningJobs(workerID: String) throws -> [JobAttempt] {
+        try attempts(Queries.runningJobs, workerID: workerID)
+    }
+
+    /// Running jobs of this worker whose cancellation was requested: the
+    /// fallback for a missed hl_cancel notification.
+    public func cancelRequests(workerID: String) throws -> [JobAttempt] {
+        try attempts(Queries.cancelRequests, workerID: workerID)
+    }
+
+    private func attempts(_ query: Query, workerID: String) throws -> [JobAttempt] {
+        try connection.execute(query, [.text(workerID)]).rows.map { row in
+            JobAttempt(id: try row.required("id", row.int64), attempt: try row.required("attempt", row.int))
+        }
+    }
+
+    // MARK: Enqueue and inspection
+
+    /// Inserts one job; nil arguments take the column defaults. Returns its id.
+    public func enqueue(
+        guest: String, function: String, argsJSON: String? = nil, queue: String? = nil,
+        priority: Int? = nil, runAt: Date? = nil, maxAttempts: Int? = nil,
+        timeoutMs: Int? = nil, memoryMb: Int? = nil, vm: String? = nil
+    ) throws -> Int64 {
+        let row = try connection.execute(Queries.enqueue, [
+            .text(guest), .text(function), PGParam(argsJSON), PGParam(queue), PGParam(priority),
+            PGParam(runAt), PGParam(maxAttempts), PGParam(timeoutMs), PGParam(memoryMb), PGParam(vm),
+        ]).singleRow()
+        return try row.required("id", row.int64)
+    }
+
+    /// Jobs per queue and state (`hl.queue_stats`), and the workers whose
+    /// heartbeat is younger than `liveWithin` seconds.
+    public func status(liveWithin: TimeInterval = 60) throws -> QueueStatus {
+        let queues = try connection.execute(Queries.queueStats, []).rows.map { row in
+            QueueStat(
+                queue: try row.required("queue", row.string),
+                state: try row.required("state", row.string),
+                count: try row.required("count", row.int),
+                oldestRunAt: try row.date("oldest_run_at"))
+        }
+        let workers = try connection.execute(Queries.liveWorkers, [PGParam(liveWithin)]).rows.map { row in
+            LiveWorker(
+                id: try row.required("id", row.string),
+                host: try row.required("host", row.string),
+                pid: Int32(try row.required("pid", row.int)),
+                startedAt: try row.required("started_at", row.date),
+                heartbeatAt: try row.required("heartbeat_at", row.date),
+                concurrency: try row.required("concurrency", row.int),
+                queues: try row.string("queues").map { try decodeStringArray($0, column: "queues") },
+                version: try row.required("version", row.string),
+                runningJobs: try row.required("running", row.int))
+        }
+        return QueueStatus(queues: queues, workers: workers)
+    }
+
+    /// One job's row, or nil when there is no such id.
+    public func job(id: Int64) throws -> JobRecord? {
+        guard let row = try connection.execute(Queries.job, [PGParam(id)]).rows.first else { return nil }
+        let stateName = try row.required("state", row.string)
+        guard let state = JobState(rawValue: stateName) else {
+            throw PGError.unexpectedResult(statement: Queries.job.name, reason: "unknown state \(stateName)")
+        }
+        return JobRecord(
+            id: try row.required("id", row.int64),
+            queue: try row.required("queue", row.string),
+            guest: try row.required("guest", row.string),
+            function: try row.required("function", row.string),
+            argsJSON: try row.required("args", row.string),
+            priority: try row.required("priority", row.int),
+            state: state,
+            attempt: try row.required("attempt", row.int),
+            maxAttempts: try row.required("max_attempts", row.int),
+            resultJSON: row.string("result"),
+            errorsJSON: try row.required("errors", row.string),
+            runAt: try row.required("run_at", row.date),
+            finishedAt: try row.date("finished_at"),
+            attemptedBy: row.string("attempted_by"))
+    }
+
+    // MARK: Guests
+
+    /// Stores a guest image under `name`, replacing any earlier one in the
+    /// same statement, so readers see the old image or the new, never
+    /// neither. Returns the image's SHA-256 (hex), computed by the database.
+    /// The caller validates the image first.
+    @discardableResult
+    public func putGuest(name: String, image: [UInt8]) throws -> String {
+        let row = try connection.execute(Queries.putGuest, [.text(name), .bytes(image)]).singleRow()
+        return try row.required("sha256", row.string)
+    }
+
+    public func guestImage(name: String) throws -> GuestImage? {
+        try guest(Queries.guestByName, key: name)
+    }
+
+    /// The image with this digest, whichever guest name it is stored under;
+    /// nil once every guest with it has been replaced.
+    public func guestImage(sha256: String) throws -> GuestImage? {
+        try guest(Queries.guestBySHA256, key: sha256)
+    }
+
+    public func listGuests() throws -> [GuestSummary] {
+        try connection.execute(Queries.listGuests, []).rows.map { row in
+            GuestSummary(
+                name: try row.required("name", row.string),
+                sha256: try row.required("sha256", row.string),
+                size: try row.required("size", row.int),
+                createdAt: try row.required("created_at", row.date),
+                updatedAt: try row.required("updated_at", row.date))
+        }
+    }
+
+    /// Binary-format result: text columns arrive as their UTF-8 bytes, the
+    /// image as raw bytes.
+    private func guest(_ query: Query, key: String) throws -> GuestImage? {
+        guard let row = try connection.execute(query, [.text(key)]).rows.first else { return nil }
+        return GuestImage(
+            name: try row.required("name", row.string),
+            sha256: try row.required("sha256", row.string),
+            image: try row.required("image", row.bytes))
+    }
+
+    private func decodeStringArray(_ json: String, column: String) throws -> [String] {
+        guard let array = try? JSONDecoder().decode([String].self, from: Data(json.utf8)) else {
+            throw PGError.unexpectedResult(statement: Queries.liveWorkers.name, reason: "\(column) = \(json)")
+        }
+        return array
+    }
+}
+
+extension PGError {
+    /// SQLSTATE class 22: the server could not accept a value (bad JSON,
+    /// an untranslatable character, an out-of-range number).
+    var isDataException: Bool { sqlState?.hasPrefix("22") ?? false }
+}

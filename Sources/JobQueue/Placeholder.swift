@@ -1,1 +1,0 @@
-// JobQueue: placeholder until its first real file lands.

@@ -1,0 +1,338 @@
+/// A named statement, prepared once per connection on first use.
+struct Query: Sendable {
+    let name: String
+    let sql: String
+    /// Results in binary format: for bytea, which text format would send as
+    /// hex at twice the size.
+    var binaryResult = false
+}
+
+/// Every statement JobQueue sends, in one place (the schema itself lives in
+/// migrations/). Every value is a bind parameter; the only SQL built from
+/// strings is LISTEN, whose channel is an identifier and cannot be bound.
+enum Queries {
+    // MARK: Migrations
+
+    /// pg_advisory_lock key serialising migration runs on one database
+    /// ("hl-mig" in ASCII).
+    static let migrationLockKey: Int64 = 0x686C_2D6D_6967
+
+    /// Run while holding the lock, before reading what has been applied.
+    static let migrationBootstrap = """
+        CREATE SCHEMA IF NOT EXISTS hl;
+        CREATE TABLE IF NOT EXISTS hl.schema_migrations (
+            version    integer PRIMARY KEY,
+            name       text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        );
+        """
+
+    static let lockMigrations = Query(name: "hl_lock_migrations", sql: "SELECT pg_advisory_lock($1::bigint)")
+
+    static let unlockMigrations = Query(name: "hl_unlock_migrations", sql: "SELECT pg_advisory_unlock($1::bigint)")
+
+    static let appliedMigrations = Query(
+        name: "hl_applied_migrations", sql: "SELECT version FROM hl.schema_migrations")
+
+    static let recordMigration = Query(
+        name: "hl_record_migration",
+        sql: "INSERT INTO hl.schema_migrations (version, name) VALUES ($1::integer, $2::text)")
+
+    // MARK: Workers
+
+    static let registerWorker = Query(
+        name: "hl_register_worker",
+        sql: """
+            INSERT INTO hl.workers (id, host, pid, concurrency, queues, version)
+            VALUES ($1::text, $2::text, $3::integer, $4::integer, $5::text[], $6::text)
+            ON CONFLICT (id) DO UPDATE SET
+                host = EXCLUDED.host, pid = EXCLUDED.pid,
+                started_at = now(), heartbeat_at = now(),
+                concurrency = EXCLUDED.concurrency, queues = EXCLUDED.queues,
+                version = EXCLUDED.version
+            """)
+
+    static let heartbeat = Query(
+        name: "hl_heartbeat", sql: "UPDATE hl.workers SET heartbeat_at = now() WHERE id = $1::text")
+
+    static let deregisterWorker = Query(
+        name: "hl_deregister_worker", sql: "DELETE FROM hl.workers WHERE id = $1::text")
+
+    static let liveWorkers = Query(
+        name: "hl_live_workers",
+        sql: """
+            SELECT w.id, w.host, w.pid,
+                   extract(epoch FROM w.started_at)::float8 AS started_at,
+                   extract(epoch FROM w.heartbeat_at)::float8 AS heartbeat_at,
+                   w.concurrency, array_to_json(w.queues)::text AS queues, w.version,
+                   (SELECT count(*) FROM hl.jobs AS j
+                    WHERE j.state = 'running' AND j.attempted_by = w.id) AS running
+            FROM hl.workers AS w
+            WHERE w.heartbeat_at > now() - make_interval(secs => $1::float8)
+            ORDER BY w.id
+            """)
+
+    // MARK: Claiming
+
+    /// $1 worker id, $2 limit: the oldest runnable jobs of every queue.
+    static let claimAnyQueue = Query(name: "hl_claim_any_queue", sql: claim(queueFilter: ""))
+
+    /// $1 worker id, $2 limit, $3 queues.
+    static let claimQueues = Query(
+        name: "hl_claim_queues", sql: claim(queueFilter: "AND queue = ANY($3::text[])"))
+
+    /// One statement: pick with SKIP LOCKED so concurrent claimers never
+    /// wait on or share a row, mark running under a new attempt, and return
+    /// what the worker needs, with the guest's current digest (NULL when the
+    /// guest is not registered), in claim order.
+    private static func claim(queueFilter: String) -> String {
+        """
+        WITH picked AS (
+            SELECT id FROM hl.jobs
+            WHERE state IN ('available', 'retryable')
+              AND run_at <= now()
+              AND cancel_requested_at IS NULL
+              \(queueFilter)
+            ORDER BY priority, run_at, id
+            LIMIT $2::integer
+            FOR UPDATE SKIP LOCKED
+        ), claimed AS (
+            UPDATE hl.jobs AS j
+            SET state = 'running', attempt = j.attempt + 1,
+                attempted_at = now(), attempted_by = $1::text
+            FROM picked
+            WHERE j.id = picked.id
+            RETURNING j.id, j.queue, j.guest, j.function, j.args, j.priority, j.run_at,
+                      j.attempt, j.max_attempts, j.timeout_ms, j.memory_mb, j.vm
+        )
+        SELECT c.id, c.queue, c.guest, c.function, c.args::text AS args,
+               jsonb_typeof(c.args) = 'object' AS args_is_object,
+               c.attempt, c.max_attempts, c.timeout_ms, c.memory_mb, c.vm,
+               g.sha256 AS guest_sha256
+        FROM claimed AS c
+        LEFT JOIN hl.guests AS g ON g.name = c.guest
+        ORDER BY c.priority, c.run_at, c.id
+        """
+    }
+
+    // MARK: Finishing
+
+    /// Seconds until a retry: base × 2^attempt, capped, × a jitter in
+    /// [0.5, 1.5) so that jobs failing together do not retry together. The
+    /// exponent is clamped so a large attempt cannot overflow. Uses the
+    /// parameters named by `base` and `cap`.
+    private static func backoff(base: String, cap: String) -> String {
+        "now() + make_interval(secs => least(power(2, least(j.attempt, 30)) * \(base)::float8, \(cap)::float8)"
+            + " * (0.5 + random()))"
+    }
+
+    /// An entry for the errors array; `kind` and `message` are SQL expressions.
+    private static func errorEntry(kind: String, message: String, worker: String) -> String {
+        "jsonb_build_array(jsonb_build_object('attempt', j.attempt, 'at', now(), "
+            + "'kind', \(kind), 'message', \(message), 'worker', \(worker)))"
+    }
+
+    /// Arrays, one element per outcome: $1 ids, $2 attempts, $3 workers,
+    /// $4 outcomes ('completed' | 'failed' | 'cancelled'), $5 results (JSON
+    /// text), $6 error kinds, $7 messages, $8 retryable; $9 backoff base and
+    /// $10 backoff cap in seconds.
+    ///
+    /// Fenced: a row changes only while it is still running the attempt the
+    /// outcome belongs to. Every decision reads the row as the UPDATE sees
+    /// it, after any concurrent change (a cancel request) has committed. A
+    /// failure of a job whose cancellation was requested ends it cancelled,
+    /// never retryable: the claim query skips cancel-requested rows, so a
+    /// retryable one would wait forever.
+    static let finish: Query = {
+        let retry = "o.outcome = 'failed' AND o.retryable AND j.cancel_requested_at IS NULL"
+            + " AND j.attempt < j.max_attempts"
+        return Query(
+            name: "hl_finish",
+            sql: """
+                UPDATE hl.jobs AS j SET
+                    state = CASE
+                        WHEN o.outcome = 'completed' THEN 'completed'
+                        WHEN o.outcome = 'cancelled' OR j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                        WHEN \(retry) THEN 'retryable'
+                        ELSE 'discarded' END,
+                    result = CASE WHEN o.outcome = 'completed' THEN o.result::jsonb ELSE j.result END,
+                    errors = CASE WHEN o.outcome = 'completed' THEN j.errors
+                        ELSE j.errors || \(errorEntry(kind: "o.kind", message: "o.message", worker: "o.worker"))
+                        END,
+                    run_at = CASE WHEN \(retry) THEN \(backoff(base: "$9", cap: "$10")) ELSE j.run_at END,
+                    finished_at = CASE WHEN \(retry) THEN NULL ELSE now() END
+                FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::text[],
+                            $5::text[], $6::text[], $7::text[], $8::boolean[])
+                     AS o(id, attempt, worker, outcome, result, kind, message, retryable)
+                WHERE j.id = o.id
+                  AND j.state = 'running' AND j.attempt = o.attempt AND j.attempted_by = o.worker
+                RETURNING j.id
+                """)
+    }()
+
+    /// $1 worker, $2 ids, $3 attempts: a shutting-down worker hands back
+    /// jobs it has not run to the end. The attempt did not count, so it is
+    /// taken back; a job whose cancellation was requested ends cancelled.
+    /// Other workers are woken for the jobs made available (the CASE is
+    /// there only for pg_notify's side effect).
+    static let requeue = Query(
+        name: "hl_requeue",
+        sql: """
+            WITH returned AS (
+                UPDATE hl.jobs AS j SET
+                    state = CASE WHEN j.cancel_requested_at IS NULL THEN 'available' ELSE 'cancelled' END,
+                    finished_at = CASE WHEN j.cancel_requested_at IS NULL THEN NULL ELSE now() END,
+                    attempt = j.attempt - 1,
+                    attempted_by = NULL
+                FROM unnest($2::bigint[], $3::integer[]) AS r(id, attempt)
+                WHERE j.id = r.id
+                  AND j.state = 'running' AND j.attempt = r.attempt AND j.attempted_by = $1::text
+                RETURNING j.id, j.queue, j.state
+            )
+            SELECT id, CASE WHEN state = 'available' THEN pg_notify('hl_jobs', queue) END AS notified
+            FROM returned
+            """)
+
+    /// What a lost attempt becomes: cancelled if that was requested, else
+    /// retried with backoff while attempts remain, else discarded; with a
+    /// worker_lost error. $1 is the message, $2/$3 the backoff base/cap.
+    private static let loseAttempt: String = {
+        let retry = "j.cancel_requested_at IS NULL AND j.attempt < j.max_attempts"
+        return """
+            state = CASE
+                WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                WHEN j.attempt < j.max_attempts THEN 'retryable'
+                ELSE 'discarded' END,
+            errors = j.errors || \(errorEntry(
+                kind: "'\(JobErrorKind.workerLost.rawValue)'", message: "$1::text", worker: "j.attempted_by")),
+            run_at = CASE WHEN \(retry) THEN \(backoff(base: "$2", cap: "$3")) ELSE j.run_at END,
+            finished_at = CASE WHEN \(retry) THEN NULL ELSE now() END
+            """
+    }()
+
+    /// $1 message, $2/$3 backoff, $4 heartbeat staleness and $5 worker-row
+    /// retention in seconds. Rescues the running jobs of workers that have
+    /// no row or a stale heartbeat, and forgets long-dead workers. Rows are
+    /// locked with SKIP LOCKED, so rescuers running at once split the work,
+    /// and a job its worker is finishing right now is left to that worker.
+    static let rescue = Query(
+        name: "hl_rescue",
+        sql: """
+            WITH lost AS (
+                SELECT j.id FROM hl.jobs AS j
+                WHERE j.state = 'running'
+                  AND NOT EXISTS (
+                      SELECT 1 FROM hl.workers AS w
+                      WHERE w.id = j.attempted_by
+                        AND w.heartbeat_at > now() - make_interval(secs => $4::float8))
+                FOR UPDATE OF j SKIP LOCKED
+            ), rescued AS (
+                UPDATE hl.jobs AS j SET \(loseAttempt)
+                FROM lost
+                WHERE j.id = lost.id AND j.state = 'running'
+                RETURNING j.id
+            ), forgotten AS (
+                DELETE FROM hl.workers
+                WHERE heartbeat_at < now() - make_interval(secs => $5::float8)
+            )
+            SELECT count(*) AS rescued FROM rescued
+            """)
+
+    /// $1 message, $2/$3 backoff, $4 worker id: the running jobs an earlier
+    /// process left under the same worker id.
+    static let rescueWorker = Query(
+        name: "hl_rescue_worker",
+        sql: """
+            UPDATE hl.jobs AS j SET \(loseAttempt)
+            WHERE j.state = 'running' AND j.attempted_by = $4::text
+            RETURNING j.id
+            """)
+
+    static let runningJobs = Query(
+        name: "hl_running_jobs",
+        sql: """
+            SELECT id, attempt FROM hl.jobs
+            WHERE state = 'running' AND attempted_by = $1::text
+            ORDER BY id
+            """)
+
+    static let cancelRequests = Query(
+        name: "hl_cancel_requests",
+        sql: """
+            SELECT id, attempt FROM hl.jobs
+            WHERE state = 'running' AND attempted_by = $1::text
+              AND cancel_requested_at IS NOT NULL
+            ORDER BY id
+            """)
+
+    // MARK: Enqueue and status
+
+    /// A nil parameter takes the column's default (restated here, as SQL
+    /// has no "DEFAULT unless NULL").
+    static let enqueue = Query(
+        name: "hl_enqueue",
+        sql: """
+            INSERT INTO hl.jobs
+                (guest, function, args, queue, priority, run_at,
+                 max_attempts, timeout_ms, memory_mb, vm)
+            VALUES ($1::text, $2::text, coalesce($3::jsonb, '{}'), coalesce($4::text, 'default'),
+                    coalesce($5::smallint, 0), coalesce(to_timestamp($6::float8), now()),
+                    coalesce($7::integer, 3), $8::integer, $9::integer, $10::text)
+            RETURNING id
+            """)
+
+    static let queueStats = Query(
+        name: "hl_queue_stats",
+        sql: """
+            SELECT queue, state, count,
+                   extract(epoch FROM oldest_run_at)::float8 AS oldest_run_at
+            FROM hl.queue_stats
+            ORDER BY queue, state
+            """)
+
+    static let job = Query(
+        name: "hl_job",
+        sql: """
+            SELECT id, queue, guest, function, args::text AS args, priority, state,
+                   attempt, max_attempts, result::text AS result, errors::text AS errors,
+                   extract(epoch FROM run_at)::float8 AS run_at,
+                   extract(epoch FROM finished_at)::float8 AS finished_at,
+                   attempted_by
+            FROM hl.jobs WHERE id = $1::bigint
+            """)
+
+    // MARK: Guests
+
+    static let putGuest = Query(
+        name: "hl_put_guest",
+        sql: """
+            INSERT INTO hl.guests (name, image) VALUES ($1::text, $2::bytea)
+            ON CONFLICT (name) DO UPDATE SET image = EXCLUDED.image, updated_at = now()
+            RETURNING sha256
+            """)
+
+    static let guestByName = Query(
+        name: "hl_guest_by_name",
+        sql: "SELECT name, sha256, image FROM hl.guests WHERE name = $1::text",
+        binaryResult: true)
+
+    static let guestBySHA256 = Query(
+        name: "hl_guest_by_sha256",
+        sql: "SELECT name, sha256, image FROM hl.guests WHERE sha256 = $1::text LIMIT 1",
+        binaryResult: true)
+
+    static let listGuests = Query(
+        name: "hl_list_guests",
+        sql: """
+            SELECT name, sha256, octet_length(image) AS size,
+                   extract(epoch FROM created_at)::float8 AS created_at,
+                   extract(epoch FROM updated_at)::float8 AS updated_at
+            FROM hl.guests ORDER BY name
+            """)
+
+    // MARK: Notifications
+
+    static func listen(quotedChannel: String) -> String {
+        "LISTEN \(quotedChannel)"
+    }
+}

@@ -1,1 +1,0 @@
-// JobQueueTests: placeholder until its first real file lands.
