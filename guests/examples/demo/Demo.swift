@@ -112,7 +112,8 @@ func clock(_ args: JSON) throws(GuestError) -> JSON {
 /// check instead of running out of memory first.
 func grow(_ input: [UInt8]) throws(GuestError) -> [UInt8] {
     let count = try JSON.parseArguments(input).requireInt("bytes")
-    guard count >= 0 && count <= Int64(Int.max - 16) else { throw GuestError("bytes must not be negative") }
+    let maximum = Int64(Int.max - 16)
+    guard count >= 0 && count <= maximum else { throw GuestError("bytes must be between 0 and \(maximum)") }
     let prefix: StaticString = "{\"s\":\""
     var out: [UInt8] = []
     out.reserveCapacity(Int(count) + prefix.utf8CodeUnitCount + 2)
