@@ -42,6 +42,7 @@ find_bin() {
     fi
 }
 
+# The server for the cluster, and libpq's headers for building the worker.
 install_postgres() {
     if [ "$(id -u)" != 0 ]; then
         echo "pg.sh: PostgreSQL server binaries not found; run as root or: apt-get install -y postgresql libpq-dev" >&2
@@ -111,7 +112,7 @@ EOF
 
 start() {
     bin=$(find_bin)
-    if [ -z "$bin" ]; then
+    if [ -z "$bin" ] || [ ! -f /usr/include/postgresql/libpq-fe.h ]; then
         install_postgres
         bin=$(find_bin)
     fi
