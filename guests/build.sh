@@ -36,9 +36,9 @@ if [[ -z "$image_base" ]]; then
     exit 1
 fi
 
-# Baseline x86-64 only (SSE2, no AVX). The red zone is off for C although
-# nothing interrupts a guest, to keep the runtime safe for any future
-# exception handler.
+# Baseline x86-64 only (SSE2, no AVX). Nothing interrupts a guest today, but
+# the C runtime keeps off the red zone so that it stays correct if the host
+# ever injects events.
 cflags=(
     -target "$target" -march=x86-64 -std=c11 -O2
     -ffreestanding -fno-builtin -nostdlib -fno-pic -fno-pie

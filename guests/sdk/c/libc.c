@@ -70,8 +70,9 @@ void arc4random_buf(void *buffer, size_t n)
     }
 }
 
-/* Swift's exact conversions from Double (Int64(exactly:)) round through
- * trunc; with no libm here it is done on the bits. */
+/* With no libm here, the two roundings the Embedded stdlib calls are done
+ * on the bits: trunc for exact conversions from Double (Int64(exactly:)),
+ * ceil for sizing Dictionary and Set storage. */
 double trunc(double x)
 {
     union {
@@ -87,4 +88,10 @@ double trunc(double x)
     }
     v.bits &= ~((1ull << (52 - exponent)) - 1);
     return v.value;
+}
+
+double ceil(double x)
+{
+    double t = trunc(x);
+    return t < x ? t + 1.0 : t;
 }

@@ -2,8 +2,9 @@
 /// in a GuestError naming the byte offset; nothing traps.
 struct JSONParser {
     /// Deep enough for real arguments, shallow enough that hostile nesting
-    /// cannot run the guest out of stack.
-    static let maxDepth = 128
+    /// cannot run the guest out of stack: a level costs a few hundred bytes
+    /// of stack here and as much again when the value is written back out.
+    static var maxDepth: Int { min(128, GuestRuntime.stackBytes / 1024) }
 
     let bytes: [UInt8]
     var index = 0
