@@ -28,7 +28,8 @@ fallback_base() {
 
 as_cluster_user() {
     if [ "$(id -u)" = 0 ]; then
-        runuser -u "$run_user" -- "$@"
+        # From /, since the caller's directory may be closed to that user.
+        (cd / && runuser -u "$run_user" -- "$@")
     else
         "$@"
     fi

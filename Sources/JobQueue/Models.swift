@@ -3,9 +3,6 @@ import Foundation
 /// The states of `hl.jobs.state`.
 public enum JobState: String, Sendable, CaseIterable {
     case available, running, retryable, completed, discarded, cancelled
-
-    /// Whether a job in this state is done for good.
-    public var isFinal: Bool { self == .completed || self == .discarded || self == .cancelled }
 }
 
 /// The `kind` of an entry in a job's `errors`. Dashboards group by these,
@@ -88,12 +85,6 @@ public enum JobOutcome: Sendable, Equatable {
     case failed(id: Int64, attempt: Int, workerID: String, kind: String, message: String, retryable: Bool)
     /// Appends a `cancelled` error and ends the job cancelled.
     case cancelled(id: Int64, attempt: Int, workerID: String, message: String)
-
-    public var id: Int64 {
-        switch self {
-        case .completed(let id, _, _, _), .failed(let id, _, _, _, _, _), .cancelled(let id, _, _, _): return id
-        }
-    }
 }
 
 /// How long to wait before retrying a failed job: `baseSeconds × 2^attempt`,

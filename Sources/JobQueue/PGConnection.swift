@@ -272,8 +272,14 @@ public final class PGConnection: @unchecked Sendable {
                 lengths.append(0)
                 formats.append(0)
             case .text(let text):
-                // Text values are NUL-terminated C strings.
+                // Text values are NUL-terminated C strings, so libpq would
+                // cut a value at an embedded NUL (PostgreSQL text cannot hold
+                // one anyway): a guest's message must not truncate an array
+                // literal and fail a whole batch.
                 var bytes = Array(text.utf8)
+                if bytes.contains(0) {
+                    bytes = Array(text.replacingOccurrences(of: "\0", with: "\u{FFFD}").utf8)
+                }
                 bytes.append(0)
                 buffers.append(copy(bytes))
                 lengths.append(Int32(bytes.count - 1))

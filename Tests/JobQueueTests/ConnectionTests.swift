@@ -49,17 +49,6 @@ final class ConnectionTests: DatabaseTestCase {
         XCTAssertEqual(try store.status().queues, [])
     }
 
-    func testConninfoReplacingKeepsOtherSettings() throws {
-        let rewritten = try PGConnection.conninfo(
-            "postgres://ann:it's@db.example:6543/app?sslmode=require", replacing: ["dbname": "other"])
-        for expected in ["user='ann'", "password='it\\'s'", "host='db.example'", "port='6543'",
-                         "dbname='other'", "sslmode='require'"] {
-            XCTAssertTrue(rewritten.contains(expected), "\(expected) missing from \(rewritten)")
-        }
-        XCTAssertFalse(rewritten.contains("app"))
-        XCTAssertThrowsError(try PGConnection.conninfo("host=x bogus_setting=1", replacing: [:]))
-    }
-
     func testArrayParametersKeepAwkwardQueueNamesIntact() throws {
         let awkward = ["a,b", "say \"hi\"", "{braces}", "NULL", "back\\slash"]
         for queue in awkward { try insertJobs(queue: queue) }

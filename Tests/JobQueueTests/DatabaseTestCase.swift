@@ -69,3 +69,17 @@ struct TimedOut: Error, CustomStringConvertible {
     let what: String
     var description: String { "timed out waiting for \(what)" }
 }
+
+extension XCTestCase {
+    /// A directory holding `files` (name: contents), removed after the test.
+    func temporaryDirectory(files: [String: String]) throws -> String {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("hl-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: directory) }
+        for (name, contents) in files {
+            try contents.write(to: directory.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+        return directory.path
+    }
+}

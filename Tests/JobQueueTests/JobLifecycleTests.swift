@@ -213,6 +213,21 @@ final class JobLifecycleTests: DatabaseTestCase {
         }
     }
 
+    func testNULCharactersInMessagesAndResultsDoNotBreakTheBatch() throws {
+        let ids = try insertJobs(3)
+        _ = try store.claim(workerID: "w", queues: nil, limit: 3)
+        let finished = try store.finish([
+            .failed(id: ids[0], attempt: 1, workerID: "w", kind: "guest_error", message: "bad\0byte", retryable: false),
+            .completed(id: ids[1], attempt: 1, workerID: "w", resultJSON: "{\"a\": 1}\0"),
+            .completed(id: ids[2], attempt: 1, workerID: "w", resultJSON: "2"),
+        ])
+        XCTAssertEqual(Set(finished), Set(ids))
+        XCTAssertEqual(try errors(of: ids[0]).map { $0["message"] as? String }, ["bad\u{FFFD}byte"])
+        XCTAssertEqual(try job(ids[1]).state, .discarded)
+        XCTAssertEqual(try errors(of: ids[1]).map { $0["kind"] as? String }, ["invalid_output"])
+        XCTAssertEqual(try job(ids[2]).state, .completed)
+    }
+
     func testRequeueHandsJobsBackWithTheAttemptUndone() throws {
         let ids = try insertJobs(2)
         let claimed = try store.claim(workerID: "w", queues: nil, limit: 2)

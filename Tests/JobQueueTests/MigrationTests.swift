@@ -68,41 +68,4 @@ final class MigrationTests: XCTestCase {
         XCTAssertEqual(tables.rows.map { $0.string("tablename") }, ["first", "schema_migrations"])
         XCTAssertEqual(try connection.execute("SELECT count(*) AS n FROM hl.schema_migrations").singleRow().int("n"), 1)
     }
-
-    func testBadFileNamesAreRejected() throws {
-        let misnamed = try temporaryDirectory(files: ["0001_ok.sql": "", "2_short.sql": ""])
-        XCTAssertThrowsError(try Migrator.migrations(in: misnamed)) { error in
-            guard case MigrationError.badFileName = error else { return XCTFail("got \(error)") }
-        }
-        let duplicated = try temporaryDirectory(files: ["0001_a.sql": "", "0001_b.sql": ""])
-        XCTAssertThrowsError(try Migrator.migrations(in: duplicated)) { error in
-            guard case MigrationError.badFileName = error else { return XCTFail("got \(error)") }
-        }
-    }
-
-    func testLocatingTheDirectory() throws {
-        let found = try Migrator.locateMigrationsDirectory()
-        XCTAssertTrue(FileManager.default.fileExists(atPath: found + "/0001_schema.sql"), found)
-
-        let elsewhere = try temporaryDirectory(files: ["0001_x.sql": ""])
-        XCTAssertEqual(try Migrator.locateMigrationsDirectory(explicit: elsewhere), elsewhere)
-        setenv(Migrator.environmentVariable, elsewhere, 1)
-        defer { unsetenv(Migrator.environmentVariable) }
-        XCTAssertEqual(try Migrator.locateMigrationsDirectory(), elsewhere)
-
-        XCTAssertThrowsError(try Migrator.locateMigrationsDirectory(explicit: "/nonexistent/migrations")) { error in
-            XCTAssertEqual(error as? MigrationError, .directoryNotFound(searched: ["/nonexistent/migrations"]))
-        }
-    }
-
-    private func temporaryDirectory(files: [String: String]) throws -> String {
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("hl-migrations-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: directory) }
-        for (name, contents) in files {
-            try contents.write(to: directory.appendingPathComponent(name), atomically: true, encoding: .utf8)
-        }
-        return directory.path
-    }
 }
