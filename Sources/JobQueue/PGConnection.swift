@@ -95,7 +95,7 @@ public final class PGConnection: @unchecked Sendable {
     /// format; nil is NULL). The statement runs in its own transaction
     /// unless one is open.
     @discardableResult
-    public func execute(_ sql: String, _ params: [String?] = []) throws -> PGResult {
+    public func execute(_ sql: String, params: [String?] = []) throws -> PGResult {
         let label = PGConnection.label(sql)
         return try withParams(params.map(PGParam.init)) { count, values, lengths, formats in
             try check(PQexecParams(connection, sql, count, nil, values, lengths, formats, 0), statement: label)
@@ -112,14 +112,16 @@ public final class PGConnection: @unchecked Sendable {
     @discardableResult
     public func transaction<T>(_ body: () throws -> T) throws -> T {
         try execute("BEGIN")
+        let value: T
         do {
-            let value = try body()
-            try execute("COMMIT")
-            return value
+            value = try body()
         } catch {
             if isConnected { _ = try? execute("ROLLBACK") }
             throw error
         }
+        // A COMMIT that fails has ended the transaction all the same.
+        try execute("COMMIT")
+        return value
     }
 
     /// Runs a named statement from `Queries`, preparing it on first use in

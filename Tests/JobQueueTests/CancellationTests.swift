@@ -5,7 +5,7 @@ import XCTest
 final class CancellationTests: DatabaseTestCase {
     func testWaitingJobIsCancelledOnTheSpot() throws {
         let ids = try insertJobs(2)
-        try connection.execute("UPDATE hl.jobs SET state = 'retryable' WHERE id = $1", [String(ids[1])])
+        try connection.execute("UPDATE hl.jobs SET state = 'retryable' WHERE id = $1", params: [String(ids[1])])
         try connection.execute("UPDATE hl.jobs SET cancel_requested_at = now()")
         for id in ids {
             XCTAssertEqual(try job(id).state, .cancelled)
@@ -18,7 +18,7 @@ final class CancellationTests: DatabaseTestCase {
         let listener = try NotificationListener(conninfo: database.url, channels: [Channel.cancel])
         let id = try insertJobs()[0]
         let claimed = try XCTUnwrap(try store.claim(workerID: "w", queues: nil, limit: 1).first)
-        try connection.execute("UPDATE hl.jobs SET cancel_requested_at = now() WHERE id = $1", [String(id)])
+        try connection.execute("UPDATE hl.jobs SET cancel_requested_at = now() WHERE id = $1", params: [String(id)])
 
         XCTAssertEqual(try job(id).state, .running, "the worker ends it, not the trigger")
         let events = try waitForEvents(listener, count: 1)
@@ -46,7 +46,7 @@ final class CancellationTests: DatabaseTestCase {
         let id = try insertJobs()[0]
         _ = try store.claim(workerID: "w", queues: nil, limit: 1)
         try store.finish([.completed(id: id, attempt: 1, workerID: "w", resultJSON: "true")])
-        try connection.execute("UPDATE hl.jobs SET cancel_requested_at = now() WHERE id = $1", [String(id)])
+        try connection.execute("UPDATE hl.jobs SET cancel_requested_at = now() WHERE id = $1", params: [String(id)])
         XCTAssertEqual(try job(id).state, .completed)
     }
 }

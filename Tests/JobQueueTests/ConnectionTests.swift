@@ -5,7 +5,7 @@ import XCTest
 final class ConnectionTests: DatabaseTestCase {
     func testParametersAndNullsRoundTrip() throws {
         let row = try connection.execute(
-            "SELECT $1::int + 1 AS n, $2::text IS NULL AS missing, $3::text AS word", ["41", nil, "héllo 'x'"]
+            "SELECT $1::int + 1 AS n, $2::text IS NULL AS missing, $3::text AS word", params: ["41", nil, "héllo 'x'"]
         ).singleRow()
         XCTAssertEqual(try row.int("n"), 42)
         XCTAssertEqual(try row.bool("missing"), true)
@@ -39,7 +39,7 @@ final class ConnectionTests: DatabaseTestCase {
         // the new session has none.
         _ = try store.status()
         let admin = try database.connect()
-        try admin.execute("SELECT pg_terminate_backend($1::int)", [String(connection.backendPID)])
+        try admin.execute("SELECT pg_terminate_backend($1::int)", params: [String(connection.backendPID)])
         XCTAssertThrowsError(try store.status()) { error in
             guard case PGError.connectionLost = error else { return XCTFail("expected connectionLost, got \(error)") }
         }

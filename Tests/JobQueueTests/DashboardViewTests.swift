@@ -14,7 +14,7 @@ final class DashboardViewTests: DatabaseTestCase {
         // Finished long ago: outside every window.
         try connection.execute(
             "UPDATE hl.jobs SET state = 'completed', finished_at = now() - interval '2 days' WHERE id = $1",
-            [String(ids[3])])
+            params: [String(ids[3])])
 
         let stats = try connection.execute("SELECT queue, state, count FROM hl.queue_stats ORDER BY state")
         XCTAssertEqual(stats.rows.map { "\($0.string("state")!)=\($0.string("count")!)" },

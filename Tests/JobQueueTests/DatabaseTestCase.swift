@@ -35,7 +35,7 @@ class DatabaseTestCase: XCTestCase {
             INSERT INTO hl.jobs (queue, guest, function, args, priority)
             SELECT $1, $2, $3, $4::jsonb, $5::smallint FROM generate_series(1, $6::int)
             RETURNING id
-            """, [queue, guest, function, args, String(priority), String(count)])
+            """, params: [queue, guest, function, args, String(priority), String(count)])
         return try result.rows.map { try $0.required("id", $0.int64) }.sorted()
     }
 

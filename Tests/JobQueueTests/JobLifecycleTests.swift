@@ -36,7 +36,7 @@ final class JobLifecycleTests: DatabaseTestCase {
         let lazy = try insertJobs(1, priority: 7)
         // Scheduled earlier than the others of its priority: it goes first among them.
         let early = try insertJobs(1, priority: 0)
-        try connection.execute("UPDATE hl.jobs SET run_at = now() - interval '1 minute' WHERE id = $1", [String(early[0])])
+        try connection.execute("UPDATE hl.jobs SET run_at = now() - interval '1 minute' WHERE id = $1", params: [String(early[0])])
 
         let claimed = try store.claim(workerID: "w", queues: nil, limit: 3).map(\.id)
             + store.claim(workerID: "w", queues: nil, limit: 10).map(\.id)
@@ -47,7 +47,7 @@ final class JobLifecycleTests: DatabaseTestCase {
         let mail = try insertJobs(1, queue: "mail")
         try insertJobs(1, queue: "video")
         let future = try insertJobs(1, queue: "mail")
-        try connection.execute("UPDATE hl.jobs SET run_at = now() + interval '1 hour' WHERE id = $1", [String(future[0])])
+        try connection.execute("UPDATE hl.jobs SET run_at = now() + interval '1 hour' WHERE id = $1", params: [String(future[0])])
 
         XCTAssertEqual(try store.claim(workerID: "w", queues: ["mail"], limit: 10).map(\.id), mail)
         XCTAssertEqual(try store.claim(workerID: "w", queues: ["mail"], limit: 10), [])
@@ -58,7 +58,7 @@ final class JobLifecycleTests: DatabaseTestCase {
         let ids = try insertJobs(3)
         let other = try database.connect()
         try other.execute("BEGIN")
-        try other.execute("SELECT id FROM hl.jobs WHERE id = $1 FOR UPDATE", [String(ids[0])])
+        try other.execute("SELECT id FROM hl.jobs WHERE id = $1 FOR UPDATE", params: [String(ids[0])])
         // Would block until the other transaction ends if it did not skip.
         XCTAssertEqual(try store.claim(workerID: "w", queues: nil, limit: 10).map(\.id), Array(ids[1...]))
         try other.execute("ROLLBACK")
@@ -97,7 +97,7 @@ final class JobLifecycleTests: DatabaseTestCase {
         let list = try insertJobs(args: "[1, 2]")
         let unknown = try insertJobs(guest: "nobody")
         try connection.execute(
-            "UPDATE hl.jobs SET timeout_ms = 250, memory_mb = 16, vm = 'fresh' WHERE id = $1", [String(object[0])])
+            "UPDATE hl.jobs SET timeout_ms = 250, memory_mb = 16, vm = 'fresh' WHERE id = $1", params: [String(object[0])])
 
         let claimed = try store.claim(workerID: "w", queues: nil, limit: 10)
         let byID = Dictionary(uniqueKeysWithValues: claimed.map { ($0.id, $0) })

@@ -12,7 +12,7 @@ final class NotificationTests: DatabaseTestCase {
             """)
         // Notifications from one session arrive in commit order: once the
         // marker is here, everything the INSERT sent is too.
-        try connection.execute("SELECT pg_notify($1, 'marker')", [Channel.jobs])
+        try connection.execute("SELECT pg_notify($1, 'marker')", params: [Channel.jobs])
         var events: [ListenerEvent] = []
         while !events.contains(.notification(channel: Channel.jobs, payload: "marker")) {
             events += try waitForEvents(listener, count: 1)
@@ -40,7 +40,7 @@ final class NotificationTests: DatabaseTestCase {
     func testListenerReconnectsAfterItsConnectionDies() throws {
         let listener = try NotificationListener(conninfo: database.url, reconnectDelay: 0.01...0.1)
         let pid = try XCTUnwrap(listener.backendPID)
-        try connection.execute("SELECT pg_terminate_backend($1::int)", [String(pid)])
+        try connection.execute("SELECT pg_terminate_backend($1::int)", params: [String(pid)])
 
         let events = try waitForEvents(listener, count: 2)
         guard case .disconnected = events[0] else { return XCTFail("expected disconnected first, got \(events)") }

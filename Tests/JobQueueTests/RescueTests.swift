@@ -34,9 +34,9 @@ final class RescueTests: DatabaseTestCase {
     func testLostLastAttemptIsDiscardedAndLostCancelledJobIsCancelled() throws {
         let last = try insertJobs()[0]
         let cancelled = try insertJobs()[0]
-        try connection.execute("UPDATE hl.jobs SET max_attempts = 1 WHERE id = $1", [String(last)])
+        try connection.execute("UPDATE hl.jobs SET max_attempts = 1 WHERE id = $1", params: [String(last)])
         _ = try store.claim(workerID: "ghost", queues: nil, limit: 2)
-        try connection.execute("UPDATE hl.jobs SET cancel_requested_at = now() WHERE id = $1", [String(cancelled)])
+        try connection.execute("UPDATE hl.jobs SET cancel_requested_at = now() WHERE id = $1", params: [String(cancelled)])
 
         XCTAssertEqual(try store.rescue(staleAfter: 30), 2)
         XCTAssertEqual(try job(last).state, .discarded)
