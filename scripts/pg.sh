@@ -5,6 +5,7 @@
 #
 #   scripts/pg.sh start   initdb if needed, start, print DATABASE_URL=...
 #   scripts/pg.sh stop
+#   scripts/pg.sh restart (tests of surviving a server restart use it)
 #   scripts/pg.sh url     print DATABASE_URL=... (no start)
 #   scripts/pg.sh status
 #
@@ -159,10 +160,14 @@ status() {
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
+    restart)
+        stop
+        start
+        ;;
     url) url ;;
     status) status ;;
     *)
-        echo "usage: $0 start|stop|url|status" >&2
+        echo "usage: $0 start|stop|restart|url|status" >&2
         exit 2
         ;;
 esac
