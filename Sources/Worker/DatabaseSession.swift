@@ -1,0 +1,78 @@
+import Foundation
+import JobQueue
+import Logging
+
+/// A connection that comes back: each service thread owns one. When the
+/// connection is lost, the next use reconnects, waiting with exponential
+/// backoff between tries, so a database restart costs time, never jobs.
+final class DatabaseSession: @unchecked Sendable {
+    private let url: String?
+    private let backoff: Backoff
+    private let logger: Logger
+    private let metrics: WorkerMetrics
+    private var store: JobStore?
+    private var retryDelay: TimeInterval = 0.05
+    private var lastFailure: Date?
+
+    init(url: String?, backoff: Backoff, metrics: WorkerMetrics, logger: Logger) {
+        self.url = url
+        self.backoff = backoff
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    var isConnected: Bool { store?.connection.isConnected ?? false }
+
+    /// Runs `body` against a live connection. A connection failure drops the
+    /// connection and rethrows; the caller decides when to try again.
+    func run<T>(_ body: (JobStore) throws -> T) throws -> T {
+        let store = try connected()
+        do {
+            return try body(store)
+        } catch let error as PGError {
+            if case .connectionLost = error { drop(error) } else if !store.connection.isConnected { drop(error) }
+            throw error
+        }
+    }
+
+    /// Like `run`, but keeps trying (with backoff) until it succeeds or
+    /// `shouldStop` says to give up. Use only for idempotent work.
+    func runRetrying<T>(shouldStop: () -> Bool = { false }, _ body: (JobStore) throws -> T) -> T? {
+        while !shouldStop() {
+            do {
+                let value = try run(body)
+                retryDelay = 0.05
+                return value
+            } catch {
+                logger.warning("database call failed; retrying", metadata: ["error": "\(error)", "retry_in_s": "\(retryDelay)"])
+                Thread.sleep(forTimeInterval: retryDelay)
+                retryDelay = min(retryDelay * 2, 5)
+            }
+        }
+        return nil
+    }
+
+    private func connected() throws -> JobStore {
+        if let store, store.connection.isConnected { return store }
+        do {
+            let connection = try PGConnection(conninfo: url, logger: logger)
+            let fresh = JobStore(connection: connection, backoff: backoff)
+            if store != nil || lastFailure != nil {
+                metrics.databaseReconnects.increment()
+                logger.info("reconnected to PostgreSQL")
+            }
+            store = fresh
+            lastFailure = nil
+            return fresh
+        } catch {
+            lastFailure = Date()
+            throw error
+        }
+    }
+
+    private func drop(_ error: Error) {
+        logger.warning("lost the PostgreSQL connection", metadata: ["error": "\(error)"])
+        store = nil
+        lastFailure = Date()
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+import JobQueue
+import Logging
+
+/// Writes job outcomes back, in batches, on its own connection. Outcomes not
+/// yet written are kept (in order) through connection loss and retried until
+/// written; writes are fenced by attempt, so retrying one is harmless.
+final class JobCompleter: @unchecked Sendable {
+    private let session: DatabaseSession
+    private let logger: Logger
+    private let condition = NSCondition()
+    private var pending: [JobOutcome] = []
+    private var writing = 0
+    private var writingIDs: Set<Int64> = []
+    private var stopped = false
+    /// Most outcomes written by one statement.
+    static let batchLimit = 500
+
+    init(session: DatabaseSession, logger: Logger) {
+        self.session = session
+        self.logger = logger
+        let thread = Thread { [unowned self] in self.loop() }
+        thread.name = "hl-completer"
+        thread.start()
+    }
+
+    func add(_ outcome: JobOutcome) {
+        condition.lock()
+        pending.append(outcome)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Outcomes not yet written.
+    var backlog: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return pending.count + writing
+    }
+
+    /// Ids of jobs whose outcome is not written yet.
+    var pendingIDs: Set<Int64> {
+        condition.lock()
+        defer { condition.unlock() }
+        return Set(pending.map(\.jobID)).union(writingIDs)
+    }
+
+    /// Waits until everything added so far is written, or `timeout` passes.
+    /// Returns whether the backlog is empty.
+    @discardableResult
+    func flush(timeout: TimeInterval) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        condition.lock()
+        defer { condition.unlock() }
+        while pending.count + writing > 0 {
+            if !condition.wait(until: deadline) { break }
+        }
+        return pending.count + writing == 0
+    }
+
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while pending.isEmpty && !stopped { condition.wait() }
+            if pending.isEmpty && stopped {
+                condition.unlock()
+                return
+            }
+            let batch = Array(pending.prefix(Self.batchLimit))
+            pending.removeFirst(batch.count)
+            writing = batch.count
+            writingIDs = Set(batch.map(\.jobID))
+            condition.unlock()
+
+            let written = session.runRetrying(shouldStop: { [unowned self] in
+                condition.lock()
+                defer { condition.unlock() }
+                return stopped
+            }) { store in try store.finish(batch) }
+            if written == nil {
+                logger.error("stopped with outcomes not written; their jobs will be rescued", metadata: ["count": "\(batch.count)"])
+            }
+
+            condition.lock()
+            writing = 0
+            writingIDs = []
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+}
+
+extension JobOutcome {
+    var jobID: Int64 {
+        switch self {
+        case .completed(let id, _, _, _), .failed(let id, _, _, _, _, _), .cancelled(let id, _, _, _): return id
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+import JobQueue
+import Logging
+
+/// Claims jobs for the free slots, never more, and passes cancellations to
+/// the executor. Wakes on NOTIFY (new jobs, cancellations) and when a slot
+/// frees up; polls as a fallback. After the listening connection comes back
+/// it re-polls, because notifications sent while it was away are gone.
+final class JobProducer: @unchecked Sendable {
+    private let configuration: WorkerConfiguration
+    private let session: DatabaseSession
+    private let listener: NotificationListener
+    private let executor: JobExecutor
+    private let guests: GuestCache
+    private let metrics: WorkerMetrics
+    private let logger: Logger
+    private let lock = NSLock()
+    private var stopped = false
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(configuration: WorkerConfiguration, session: DatabaseSession, listener: NotificationListener,
+         executor: JobExecutor, guests: GuestCache, metrics: WorkerMetrics, logger: Logger) {
+        self.configuration = configuration
+        self.session = session
+        self.listener = listener
+        self.executor = executor
+        self.guests = guests
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func start() {
+        executor.onSlotFreed = { [weak listener] in listener?.wakeUp() }
+        let thread = Thread { [unowned self] in
+            self.loop()
+            self.finished.signal()
+        }
+        thread.name = "hl-producer"
+        thread.start()
+        self.thread = thread
+    }
+
+    /// Stops claiming; returns once the producer's thread is out of its loop.
+    func stop() {
+        lock.lock()
+        stopped = true
+        lock.unlock()
+        listener.wakeUp()
+        finished.wait()
+    }
+
+    private var isStopped: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return stopped
+    }
+
+    private func loop() {
+        var nextCancelPoll = Date()
+        var mustPoll = true
+        while !isStopped {
+            var claimedFull = false
+            let free = executor.freeSlots
+            if free > 0 {
+                claimedFull = claim(limit: min(free, configuration.claimBatch))
+            }
+            if mustPoll || Date() >= nextCancelPoll {
+                pollCancellations()
+                nextCancelPoll = Date(timeIntervalSinceNow: configuration.pollInterval)
+                mustPoll = false
+            }
+            if claimedFull { continue }
+            for event in listener.wait(timeout: configuration.pollInterval) {
+                switch event {
+                case .notification(Channel.cancel, let payload):
+                    if let id = Int64(payload) { executor.cancel(id) }
+                case .notification:
+                    break
+                case .disconnected(let reason):
+                    logger.warning("notification connection lost; polling until it is back", metadata: ["reason": "\(reason)"])
+                case .reconnected:
+                    mustPoll = true
+                }
+            }
+        }
+    }
+
+    /// Claims up to `limit` jobs and hands them to the executor; returns
+    /// whether it got as many as it asked for (more may be waiting).
+    private func claim(limit: Int) -> Bool {
+        do {
+            let now = Date()
+            let prepared: [PreparedJob] = try session.run { store in
+                let jobs = try store.claim(workerID: configuration.workerID, queues: configuration.queues, limit: limit)
+                return try jobs.map { job in
+                    let program: Result<GuestProgram, GuestCache.LookupError>
+                    if let sha256 = job.guestSHA256 {
+                        program = try guests.program(sha256: sha256, store: store)
+                    } else {
+                        program = .failure(.notFound)
+                    }
+                    return PreparedJob(job: job, program: program, claimedAt: now)
+                }
+            }
+            if !prepared.isEmpty {
+                metrics.claimed.increment(by: prepared.count)
+                executor.submit(prepared)
+            }
+            return prepared.count == limit
+        } catch {
+            // A claim whose answer was lost may still have committed: those
+            // jobs stay running under this worker and are found by the
+            // rescue of this worker's own strays (see Maintenance).
+            logger.warning("claiming failed", metadata: ["error": "\(error)"])
+            Thread.sleep(forTimeInterval: min(configuration.pollInterval, 0.5))
+            return false
+        }
+    }
+
+    private func pollCancellations() {
+        do {
+            let requests = try session.run { store in try store.cancelRequests(workerID: configuration.workerID) }
+            for request in requests { executor.cancel(request.id) }
+        } catch {
+            logger.warning("polling cancellations failed", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,251 @@
+import Foundation
+import JobQueue
+import Logging
+import Sandbox
+
+/// A claimed job with its guest looked up: what an execution slot runs.
+struct PreparedJob: Sendable {
+    var job: ClaimedJob
+    /// nil when the job names no registered guest.
+    var program: Result<GuestProgram, GuestCache.LookupError>
+    var claimedAt: Date
+}
+
+/// What became of a job in this worker.
+enum RunOutcome: Sendable {
+    /// Write this to the job row.
+    case finished(JobOutcome)
+    /// The worker is shutting down and did not finish the job: hand it back.
+    case handBack(JobAttempt)
+}
+
+/// The one place where jobs meet micro-VMs: turns a claimed job into a
+/// sandbox call under that job's limits, and the call's end into an outcome.
+final class JobRunner: @unchecked Sendable {
+    let configuration: WorkerConfiguration
+    let fresh: FreshSandboxFactory
+    let recycled: RecycledSandboxPool
+    let metrics: WorkerMetrics
+    let logger: Logger
+
+    init(configuration: WorkerConfiguration, fresh: FreshSandboxFactory, recycled: RecycledSandboxPool,
+         metrics: WorkerMetrics, logger: Logger) {
+        self.configuration = configuration
+        self.fresh = fresh
+        self.recycled = recycled
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// The worker is shutting down before the job started.
+    struct HandBack: Error {}
+
+    /// A job-level failure found before any VM runs.
+    struct Rejection: Error {
+        var kind: String
+        var message: String
+    }
+
+    func run(_ prepared: PreparedJob, control: SlotControl) -> RunOutcome {
+        let job = prepared.job
+        let started = Date()
+        metrics.queueWait.recordSeconds(max(0, started.timeIntervalSince(prepared.claimedAt)))
+        let outcome: RunOutcome
+        var errorKind: String?
+        do {
+            let (program, sandboxConfiguration, limits, mode) = try plan(prepared)
+            let sandbox = try (mode == .recycled ? recycled.take(program, configuration: sandboxConfiguration)
+                                                 : fresh.take(program, configuration: sandboxConfiguration))
+            metrics.vmsAcquired(mode)
+            defer {
+                if mode == .recycled {
+                    let resetStart = Date()
+                    recycled.giveBack(sandbox)
+                    metrics.resetTime.recordSeconds(Date().timeIntervalSince(resetStart))
+                } else {
+                    fresh.discard(sandbox)
+                }
+            }
+            switch control.begin(job.id, sandbox: sandbox) {
+            case .run: break
+            case .cancelled: throw SandboxError.cancelled
+            case .shuttingDown: throw HandBack()
+            }
+            let result = Result { () throws(SandboxError) -> [UInt8] in
+                try sandbox.call(job.function, input: Array(job.argsJSON.utf8), limits: limits)
+            }
+            let stoppedForShutdown = control.end()
+            switch result {
+            case .success(let bytes):
+                guard JSONValidator.isValid(bytes) else {
+                    throw SandboxError.invalidOutput("the guest returned \(bytes.count) bytes that are not JSON")
+                }
+                outcome = .finished(.completed(id: job.id, attempt: job.attempt, workerID: configuration.workerID,
+                                               resultJSON: String(decoding: bytes, as: UTF8.self)))
+            case .failure(.cancelled) where stoppedForShutdown:
+                outcome = .handBack(job.attemptRef)
+            case .failure(let error):
+                throw error
+            }
+        } catch is HandBack {
+            outcome = .handBack(job.attemptRef)
+        } catch let rejection as Rejection {
+            errorKind = rejection.kind
+            outcome = .finished(.failed(id: job.id, attempt: job.attempt, workerID: configuration.workerID,
+                                        kind: rejection.kind, message: rejection.message, retryable: false))
+        } catch let error as SandboxError {
+            errorKind = error.kind
+            if case .cancelled = error {
+                outcome = .finished(.cancelled(id: job.id, attempt: job.attempt, workerID: configuration.workerID,
+                                               message: "cancelled while running"))
+            } else {
+                if case .host = error {
+                    logger.error("host failure running a job", metadata: ["job": "\(job.id)", "error": "\(error)"])
+                }
+                outcome = .finished(.failed(id: job.id, attempt: job.attempt, workerID: configuration.workerID,
+                                            kind: error.kind, message: error.message, retryable: error.isRetryable))
+            }
+        } catch {
+            errorKind = "host_error"
+            outcome = .finished(.failed(id: job.id, attempt: job.attempt, workerID: configuration.workerID,
+                                        kind: "host_error", message: "\(error)", retryable: true))
+        }
+        control.end()
+        let duration = Date().timeIntervalSince(started)
+        metrics.runTime.recordSeconds(duration)
+        metrics.record(outcome, errorKind: errorKind)
+        var metadata: Logger.Metadata = [
+            "job": "\(job.id)", "attempt": "\(job.attempt)", "queue": "\(job.queue)", "guest": "\(job.guest)",
+            "function": "\(job.function)", "duration_ms": "\(Int((duration * 1000).rounded()))",
+        ]
+        switch outcome {
+        case .finished(.completed):
+            logger.info("job completed", metadata: metadata)
+        case .finished(.failed(_, _, _, let kind, let message, _)):
+            metadata["error_kind"] = "\(kind)"
+            metadata["error"] = "\(message)"
+            logger.warning("job failed", metadata: metadata)
+        case .finished(.cancelled):
+            metadata["error_kind"] = "cancelled"
+            logger.info("job cancelled", metadata: metadata)
+        case .handBack:
+            logger.info("job handed back at shutdown", metadata: metadata)
+        }
+        return outcome
+    }
+
+    /// Checks a job's row and works out what to run it in. Limits above the
+    /// worker's maximums are clamped; nonsense is a rejection.
+    private func plan(_ prepared: PreparedJob) throws -> (GuestProgram, SandboxConfiguration, CallLimits, WorkerConfiguration.VMMode) {
+        let job = prepared.job
+        let program: GuestProgram
+        switch prepared.program {
+        case .success(let found): program = found
+        case .failure(.notFound):
+            throw Rejection(kind: "unknown_guest", message: "no guest named \(job.guest) is registered")
+        case .failure(.invalid(let error)):
+            throw Rejection(kind: error.kind, message: "guest \(job.guest): \(error.message)")
+        }
+        guard job.argsIsObject else {
+            throw Rejection(kind: "invalid_job", message: "args must be a JSON object")
+        }
+        let timeout = min(job.timeoutMs ?? configuration.defaultTimeoutMilliseconds, configuration.maxTimeoutMilliseconds)
+        let memory = min(job.memoryMb ?? configuration.defaultMemoryMB, configuration.maxMemoryMB)
+        guard timeout >= 1 else { throw Rejection(kind: "invalid_job", message: "timeout_ms must be positive") }
+        guard memory >= SandboxConfiguration.minimumMemoryMB else {
+            throw Rejection(kind: "invalid_job", message: "memory_mb must be at least \(SandboxConfiguration.minimumMemoryMB)")
+        }
+        let mode: WorkerConfiguration.VMMode
+        if let vm = job.vm {
+            guard let chosen = WorkerConfiguration.VMMode(rawValue: vm) else {
+                throw Rejection(kind: "invalid_job", message: "vm must be 'fresh' or 'recycled', not '\(vm)'")
+            }
+            mode = chosen
+        } else {
+            mode = configuration.defaultVM
+        }
+        let limits = CallLimits(timeoutMilliseconds: timeout, maxOutputBytes: configuration.maxOutputBytes,
+                                maxHostCalls: configuration.maxHostCalls)
+        return (program, SandboxConfiguration(memoryMB: memory), limits, mode)
+    }
+}
+
+/// What other threads may do to the job an execution slot is running:
+/// cancel it (the user asked) or interrupt it (the worker is shutting down).
+final class SlotControl: @unchecked Sendable {
+    enum Start { case run, cancelled, shuttingDown }
+
+    private let lock = NSLock()
+    private let cancellations: CancellationRegistry
+    private var jobID: Int64?
+    private var sandbox: Sandbox?
+    private var shuttingDown = false
+
+    init(cancellations: CancellationRegistry) {
+        self.cancellations = cancellations
+    }
+
+    /// Marks `jobID` as running in `sandbox`, unless it was cancelled before
+    /// it started or the worker is shutting down.
+    func begin(_ jobID: Int64, sandbox: Sandbox) -> Start {
+        lock.lock()
+        defer { lock.unlock() }
+        if shuttingDown { return .shuttingDown }
+        if cancellations.take(jobID) { return .cancelled }
+        self.jobID = jobID
+        self.sandbox = sandbox
+        return .run
+    }
+
+    /// Clears the running job; true if the worker stopped it for shutdown.
+    @discardableResult
+    func end() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        jobID = nil
+        sandbox = nil
+        return shuttingDown
+    }
+
+    /// Stops the job if it runs here; returns whether it did.
+    func cancel(_ id: Int64) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard jobID == id, let sandbox else { return false }
+        sandbox.stop(.cancelled)
+        return true
+    }
+
+    func interruptForShutdown() {
+        lock.lock()
+        shuttingDown = true
+        sandbox?.stop(.cancelled)
+        lock.unlock()
+    }
+}
+
+/// Cancellations that arrived for jobs this worker holds but has not started.
+final class CancellationRegistry: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ids: Set<Int64> = []
+
+    func add(_ id: Int64) {
+        lock.lock()
+        ids.insert(id)
+        lock.unlock()
+    }
+
+    /// Whether `id` was cancelled; forgets it.
+    func take(_ id: Int64) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return ids.remove(id) != nil
+    }
+
+    /// Forgets ids of jobs no longer here.
+    func retain(only live: Set<Int64>) {
+        lock.lock()
+        ids.formIntersection(live)
+        lock.unlock()
+    }
+}

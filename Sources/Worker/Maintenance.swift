@@ -1,0 +1,126 @@
+import Foundation
+import JobQueue
+import Logging
+import Sandbox
+
+/// The worker's housekeeping, on its own thread and connection: the
+/// heartbeat that keeps this worker's jobs its own, the rescuer that hands
+/// back the jobs of workers that went silent (kill -9, lost host), and the
+/// check for this worker's own strays (jobs whose claim committed but whose
+/// answer was lost with the connection).
+final class Maintenance: @unchecked Sendable {
+    private let configuration: WorkerConfiguration
+    private let info: WorkerInfo
+    private let session: DatabaseSession
+    private let executor: JobExecutor
+    private let completer: JobCompleter
+    private let recycled: RecycledSandboxPool
+    private let metrics: WorkerMetrics
+    private let logger: Logger
+    private let condition = NSCondition()
+    private var stopped = false
+    private var exited = false
+    private var lastHeartbeat: Date?
+    private var suspectedStrays: Set<JobAttempt> = []
+
+    init(configuration: WorkerConfiguration, info: WorkerInfo, session: DatabaseSession, executor: JobExecutor,
+         completer: JobCompleter, recycled: RecycledSandboxPool, metrics: WorkerMetrics, logger: Logger) {
+        self.configuration = configuration
+        self.info = info
+        self.session = session
+        self.executor = executor
+        self.completer = completer
+        self.recycled = recycled
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// Whether the last heartbeat was written recently enough that no other
+    /// worker would consider this one dead.
+    var isHealthy: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard let lastHeartbeat else { return false }
+        return Date().timeIntervalSince(lastHeartbeat) < min(configuration.rescueAfter / 2, configuration.heartbeatInterval * 3)
+    }
+
+    func start() {
+        let thread = Thread { [unowned self] in
+            self.loop()
+            self.condition.lock()
+            self.exited = true
+            self.condition.broadcast()
+            self.condition.unlock()
+        }
+        thread.name = "hl-maintenance"
+        thread.start()
+    }
+
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        while !exited { condition.wait() }
+        condition.unlock()
+    }
+
+    private func loop() {
+        var nextRescue = Date()
+        while true {
+            heartbeat()
+            if Date() >= nextRescue {
+                rescue()
+                recycled.evictIdle()
+                nextRescue = Date(timeIntervalSinceNow: configuration.rescueInterval)
+            }
+            condition.lock()
+            if !stopped { condition.wait(until: Date(timeIntervalSinceNow: configuration.heartbeatInterval)) }
+            let done = stopped
+            condition.unlock()
+            if done { return }
+        }
+    }
+
+    private func heartbeat() {
+        do {
+            let known = try session.run { store in try store.heartbeat(workerID: configuration.workerID) }
+            if !known {
+                logger.warning("this worker's row was gone (silent too long); registering again")
+                try session.run { store in try store.registerWorker(info) }
+            }
+            condition.lock()
+            lastHeartbeat = Date()
+            condition.unlock()
+            metrics.busySlots.record(executor.inFlight)
+        } catch {
+            logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func rescue() {
+        do {
+            let rescued = try session.run { store in try store.rescue(staleAfter: configuration.rescueAfter) }
+            if rescued > 0 {
+                metrics.rescued.increment(by: rescued)
+                logger.info("rescued jobs of silent workers", metadata: ["count": "\(rescued)"])
+            }
+            try handBackStrays()
+        } catch {
+            logger.warning("rescue failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Jobs the database says run here that this process does not hold are
+    /// handed back once seen twice in a row (a claim in flight is seen once).
+    private func handBackStrays() throws {
+        let running = try session.run { store in try store.runningJobs(workerID: configuration.workerID) }
+        let held = executor.heldJobIDs.union(completer.pendingIDs)
+        let strays = Set(running.filter { !held.contains($0.id) })
+        let confirmed = strays.intersection(suspectedStrays)
+        suspectedStrays = strays.subtracting(confirmed)
+        if !confirmed.isEmpty {
+            let handed = try session.run { store in try store.requeue(Array(confirmed), workerID: configuration.workerID) }
+            logger.warning("handed back jobs whose claim answer was lost", metadata: ["count": "\(handed.count)"])
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import JobQueue
+import Sandbox
+
+/// How a worker process runs. Every field has a named default; `validate()`
+/// refuses combinations that cannot work, with a message naming the flag.
+public struct WorkerConfiguration: Sendable {
+    public enum VMMode: String, Sendable, CaseIterable {
+        /// A new micro-VM per job, built ahead of demand and torn down after.
+        case fresh
+        /// A pooled micro-VM reset to its snapshot after every job.
+        case recycled
+    }
+
+    /// Execution slots: jobs run at once, each on its own thread and vCPU.
+    public var concurrency = 8
+    /// nil: every queue.
+    public var queues: [String]?
+    /// A postgres:// URL or key=value string; nil: libpq's PG* defaults.
+    public var databaseURL: String?
+    public var workerID = WorkerConfiguration.defaultWorkerID()
+    public var defaultVM = VMMode.fresh
+    public var defaultTimeoutMilliseconds = CallLimits.defaultTimeoutMilliseconds
+    public var defaultMemoryMB = SandboxConfiguration.defaultMemoryMB
+    public var maxTimeoutMilliseconds = 15 * 60_000
+    public var maxMemoryMB = 512
+    public var maxOutputBytes = 1 << 20 - 16
+    public var maxHostCalls = 10_000
+    /// How long a running job may take to finish after SIGTERM before it is
+    /// stopped and handed back to the queue.
+    public var shutdownGrace: TimeInterval = 25
+    public var heartbeatInterval: TimeInterval = 2
+    /// A worker silent this long is presumed dead and its jobs are rescued.
+    public var rescueAfter: TimeInterval = 30
+    public var rescueInterval: TimeInterval = 5
+    /// The fallback poll when no notification arrives.
+    public var pollInterval: TimeInterval = 1
+    /// Most jobs one claim takes.
+    public var claimBatch = 100
+    public var backoff = Backoff.standard
+    /// Threads building fresh VMs ahead of demand in this process.
+    public var vmCreators = 1
+    /// Threads building VMs at once on this host, across all processes.
+    public var vmCreationSlotsPerHost = 2
+    /// Fresh VMs kept built per (guest version, memory size).
+    public var freshVMStock: Int?
+    /// Recycled VMs kept idle, all guests together (default: concurrency).
+    public var recycledPoolCapacity: Int?
+    public var recycledIdleLifetime: TimeInterval = 60
+
+    public init() {}
+
+    public static func defaultWorkerID() -> String {
+        var name = [CChar](repeating: 0, count: 256)
+        gethostname(&name, name.count)
+        let host = String(cString: name)
+        return "\(host)-\(getpid())-\(UInt32.random(in: 0...UInt32.max) & 0xFFFF)"
+    }
+
+    public static let namePattern = try! NSRegularExpression(pattern: "^[A-Za-z0-9_.:-]{1,128}$")
+
+    public func validate() throws {
+        func fail(_ message: String) -> WorkerError { .invalidConfiguration(message) }
+        guard (1...1024).contains(concurrency) else { throw fail("--concurrency must be 1...1024, not \(concurrency)") }
+        if let queues {
+            guard !queues.isEmpty else { throw fail("--queues needs at least one queue name") }
+            for queue in queues where !Self.isName(queue) {
+                throw fail("--queues: \"\(queue)\" is not a queue name (letters, digits, _ . : -)")
+            }
+        }
+        guard Self.isName(workerID) else { throw fail("--worker-id \"\(workerID)\" is not a valid id (letters, digits, _ . : -)") }
+        let memoryRange = SandboxConfiguration.minimumMemoryMB...SandboxConfiguration.absoluteMaximumMemoryMB
+        guard memoryRange.contains(maxMemoryMB) else { throw fail("--max-memory-mb must be in \(memoryRange)") }
+        guard (SandboxConfiguration.minimumMemoryMB...maxMemoryMB).contains(defaultMemoryMB) else {
+            throw fail("--default-memory-mb must be in \(SandboxConfiguration.minimumMemoryMB)...\(maxMemoryMB) (--max-memory-mb)")
+        }
+        guard (1...CallLimits.maximumTimeoutMilliseconds).contains(maxTimeoutMilliseconds) else {
+            throw fail("--max-timeout-ms must be in 1...\(CallLimits.maximumTimeoutMilliseconds)")
+        }
+        guard (1...maxTimeoutMilliseconds).contains(defaultTimeoutMilliseconds) else {
+            throw fail("--default-timeout-ms must be in 1...\(maxTimeoutMilliseconds) (--max-timeout-ms)")
+        }
+        guard shutdownGrace >= 0, heartbeatInterval > 0, pollInterval > 0, rescueInterval > 0 else {
+            throw fail("intervals must be positive")
+        }
+        guard rescueAfter > heartbeatInterval * 2 else {
+            throw fail("--rescue-after must be more than twice the heartbeat interval")
+        }
+        guard (1...10_000).contains(claimBatch), vmCreators >= 1, vmCreationSlotsPerHost >= 1 else {
+            throw fail("claim batch, VM creators and creation slots must be positive")
+        }
+    }
+
+    static func isName(_ text: String) -> Bool {
+        namePattern.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
+    }
+}
+
+public enum WorkerError: Error, CustomStringConvertible {
+    case invalidConfiguration(String)
+    case kvmUnavailable(String)
+
+    public var description: String {
+        switch self {
+        case .invalidConfiguration(let message): return message
+        case .kvmUnavailable(let message): return message
+        }
+    }
+}

@@ -1,0 +1,164 @@
+import Dispatch
+import Foundation
+import JobQueue
+import Logging
+import MicroVM
+import Sandbox
+
+/// The hl-worker service: claims jobs from PostgreSQL and runs each in a
+/// micro-VM, with N execution slots, a producer, a completer and
+/// housekeeping, each on its own thread. `run()` blocks until a stop is
+/// requested (SIGTERM, SIGINT or `requestStop()`), then drains: it stops
+/// claiming, lets running jobs finish within the grace period, hands the
+/// rest back to the queue, writes every outcome, and returns.
+public final class WorkerService: @unchecked Sendable {
+    public let configuration: WorkerConfiguration
+    private let logger: Logger
+    private let metrics = WorkerMetrics()
+    private let stopRequested = DispatchSemaphore(value: 0)
+    private var signalSources: [DispatchSourceSignal] = []
+    private let stateLock = NSLock()
+    private var maintenance: Maintenance?
+    private var stopping = false
+
+    public init(configuration: WorkerConfiguration, logger: Logger = Logger(label: "hl.worker")) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "worker"] = "\(configuration.workerID)"
+        self.logger = logger
+    }
+
+    /// Healthy while the worker holds a database connection and its
+    /// heartbeat is current.
+    public var isHealthy: Bool {
+        stateLock.lock()
+        defer { stateLock.unlock() }
+        return maintenance?.isHealthy ?? false
+    }
+
+    /// Makes SIGTERM and SIGINT request a graceful stop.
+    public func installSignalHandlers() {
+        for signalNumber in [SIGTERM, SIGINT] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler { [weak self] in
+                self?.logger.info("signal received; draining", metadata: ["signal": "\(signalNumber)"])
+                self?.requestStop()
+            }
+            source.resume()
+            signalSources.append(source)
+        }
+    }
+
+    public func requestStop() {
+        stateLock.lock()
+        let first = !stopping
+        stopping = true
+        stateLock.unlock()
+        if first { stopRequested.signal() }
+    }
+
+    private var isStopping: Bool {
+        stateLock.lock()
+        defer { stateLock.unlock() }
+        return stopping
+    }
+
+    public func run() throws {
+        let kvm: KVM
+        do {
+            kvm = try KVM()
+        } catch {
+            throw WorkerError.kvmUnavailable("\(error)")
+        }
+        let info = WorkerInfo(id: configuration.workerID, host: ProcessInfo.processInfo.hostName,
+                              pid: getpid(), concurrency: configuration.concurrency,
+                              queues: configuration.queues, version: HLVersion.current)
+        let session = { (name: String) in
+            DatabaseSession(url: self.configuration.databaseURL, backoff: self.configuration.backoff,
+                            metrics: self.metrics, logger: self.logger.with(component: name))
+        }
+        let maintenanceSession = session("maintenance")
+        let registered: Int? = maintenanceSession.runRetrying(shouldStop: { self.isStopping }) { store in
+            try store.registerWorker(info)
+            return try store.rescueJobs(ofEarlierWorker: info.id)
+        }
+        guard let strays = registered else { return }
+        if strays > 0 {
+            logger.info("rescued jobs an earlier process with this id left running", metadata: ["count": "\(strays)"])
+        }
+        var listener: NotificationListener?
+        while listener == nil && !isStopping {
+            do {
+                listener = try NotificationListener(conninfo: configuration.databaseURL, logger: logger.with(component: "listener"))
+            } catch {
+                logger.warning("cannot LISTEN yet; retrying", metadata: ["error": "\(error)"])
+                Thread.sleep(forTimeInterval: 1)
+            }
+        }
+        guard let listener else { return }
+
+        let reaper = SandboxReaper()
+        let limit = try HostCreationLimit(slots: configuration.vmCreationSlotsPerHost)
+        let fresh = FreshSandboxFactory(kvm: kvm, creators: configuration.vmCreators,
+                                        stockPerKey: configuration.freshVMStock ?? min(configuration.concurrency, 4),
+                                        limit: limit, reaper: reaper, logger: logger.with(component: "fresh-vms"))
+        let recycled = RecycledSandboxPool(kvm: kvm, capacity: configuration.recycledPoolCapacity ?? configuration.concurrency,
+                                           idleLifetime: configuration.recycledIdleLifetime, limit: limit,
+                                           reaper: reaper, logger: logger.with(component: "recycled-vms"))
+        let completer = JobCompleter(session: session("completer"), logger: logger.with(component: "completer"))
+        let runner = JobRunner(configuration: configuration, fresh: fresh, recycled: recycled, metrics: metrics,
+                               logger: logger.with(component: "jobs"))
+        let executor = JobExecutor(concurrency: configuration.concurrency, runner: runner, completer: completer)
+        let producer = JobProducer(configuration: configuration, session: session("producer"), listener: listener,
+                                   executor: executor, guests: GuestCache(), metrics: metrics,
+                                   logger: logger.with(component: "producer"))
+        let maintenance = Maintenance(configuration: configuration, info: info, session: maintenanceSession,
+                                      executor: executor, completer: completer, recycled: recycled,
+                                      metrics: metrics, logger: logger.with(component: "maintenance"))
+        stateLock.lock()
+        self.maintenance = maintenance
+        stateLock.unlock()
+        metrics.liveSlots.record(configuration.concurrency)
+        maintenance.start()
+        producer.start()
+        logger.info("worker started", metadata: [
+            "concurrency": "\(configuration.concurrency)", "vm": "\(configuration.defaultVM.rawValue)",
+            "queues": "\(configuration.queues?.joined(separator: ",") ?? "*")",
+        ])
+
+        stopRequested.wait()
+        logger.info("stopping: no new claims; waiting for running jobs", metadata: ["grace_s": "\(configuration.shutdownGrace)"])
+        producer.stop()
+        let leftOver = executor.drain(grace: configuration.shutdownGrace)
+        if !completer.flush(timeout: 30) {
+            logger.error("some outcomes could not be written; those jobs will be rescued", metadata: ["count": "\(completer.backlog)"])
+        }
+        completer.stop()
+        if !leftOver.isEmpty {
+            let handed = maintenanceSession.runRetrying(shouldStop: { false }) { store in
+                try store.requeue(leftOver, workerID: self.configuration.workerID)
+            }
+            logger.info("handed unfinished jobs back to the queue", metadata: ["count": "\(handed?.count ?? 0)"])
+        }
+        maintenance.stop()
+        _ = try? maintenanceSession.run { store in try store.deregisterWorker(workerID: configuration.workerID) }
+        fresh.shutdown()
+        recycled.drain()
+        logger.info("worker stopped")
+    }
+}
+
+/// The version hl-worker reports in hl.workers.
+public enum HLVersion {
+    public static let current = "0.1.0"
+}
+
+extension Logger {
+    func with(component: String) -> Logger {
+        var copy = self
+        copy[metadataKey: "component"] = "\(component)"
+        return copy
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+import Logging
+
+/// Text logs for people, JSON lines for log shippers (--log-format json).
+enum LogSetup {
+    static func bootstrap(format: String) throws {
+        switch format {
+        case "text":
+            LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        case "json":
+            LoggingSystem.bootstrap { JSONLogHandler(label: $0) }
+        default:
+            throw CommandError(kind: "invalid_configuration", message: "--log-format must be text or json, not \(format)")
+        }
+    }
+}
+
+/// One JSON object per line on stderr: time, level, label, message and the
+/// metadata as string fields.
+struct JSONLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+    private static let lock = NSLock()
+
+    init(label: String) {
+        self.label = label
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
+             source: String, file: String, function: String, line: UInt) {
+        var fields: [String: String] = [:]
+        for (key, value) in metadata.merging(explicit ?? [:], uniquingKeysWith: { $1 }) { fields[key] = "\(value)" }
+        fields["time"] = ISO8601DateFormatter().string(from: Date())
+        fields["level"] = level.rawValue
+        fields["label"] = label
+        fields["message"] = message.description
+        guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) else { return }
+        Self.lock.lock()
+        FileHandle.standardError.write(data + Data("\n".utf8))
+        Self.lock.unlock()
+    }
+}
