@@ -28,11 +28,16 @@ sdk=guests/sdk
 build=guests/build
 obj="$build/obj"
 
-# The image base comes from the ABI header, the one source of truth.
-image_base="$("$clang" -target "$target" -ffreestanding -E -dM -x c "$abi_include/hl_abi.h" |
-    awk '$2 == "HL_IMAGE_BASE" { sub(/[uUlL]+$/, "", $3); print $3 }')"
-if [[ -z "$image_base" ]]; then
-    echo "build.sh: HL_IMAGE_BASE not found in $abi_include/hl_abi.h" >&2
+# The image base and page size come from the ABI header, the one source of
+# truth; the linker script uses them as symbols.
+abi_value() {
+    "$clang" -target "$target" -ffreestanding -E -dM -x c "$abi_include/hl_abi.h" |
+        awk -v name="$1" '$2 == name { sub(/[uUlL]+$/, "", $3); print $3 }'
+}
+image_base="$(abi_value HL_IMAGE_BASE)"
+page_size="$(abi_value HL_PAGE_SIZE)"
+if [[ -z "$image_base" || -z "$page_size" ]]; then
+    echo "build.sh: HL_IMAGE_BASE or HL_PAGE_SIZE missing from $abi_include/hl_abi.h" >&2
     exit 1
 fi
 
@@ -58,9 +63,9 @@ swiftflags=(
 )
 ldflags=(
     -static -nostdlib --no-pie
-    -T "$sdk/guest.ld" --defsym=HL_IMAGE_BASE="$image_base"
+    -T "$sdk/guest.ld" --defsym=HL_IMAGE_BASE="$image_base" --defsym=HL_PAGE_SIZE="$page_size"
     --gc-sections --orphan-handling=error --build-id=none
-    -z noexecstack -z max-page-size=4096
+    -z noexecstack -z max-page-size="$page_size"
 )
 unicode_tables="$toolchain/../lib/swift/embedded/$target/libswiftUnicodeDataTables.a"
 
@@ -100,8 +105,8 @@ for dir in guests/examples/*/; do
         objects+=("$object")
     done
     # Link beside the target and rename, so a reader never sees half an ELF.
-    "$lld" "${ldflags[@]}" "${objects[@]}" "${runtime_objects[@]}" "${libraries[@]}" -o "$build/$name.elf.tmp"
-    mv -f "$build/$name.elf.tmp" "$build/$name.elf"
+    "$lld" "${ldflags[@]}" "${objects[@]}" "${runtime_objects[@]}" "${libraries[@]}" -o "$build/$name.elf.tmp.$$"
+    mv -f "$build/$name.elf.tmp.$$" "$build/$name.elf"
     echo "built $build/$name.elf ($language, $(wc -c < "$build/$name.elf") bytes)"
     built=$((built + 1))
 done

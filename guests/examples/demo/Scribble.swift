@@ -19,17 +19,14 @@ func scribble(_ args: JSON) throws(GuestError) -> JSON {
     }
 
     let stackBytes = min(128 << 10, GuestRuntime.stackBytes / 2)
-    let checksum = scribbleStack(frames: stackBytes / StackFrame.byteCount, noise: &noise)
+    let checksum = scribbleStack(frames: stackBytes / MemoryLayout<StackFrame>.size, noise: &noise)
 
     callCount = Int64(bitPattern: checksum)
     return [:]
 }
 
+/// One page of stack per recursion level.
 typealias StackFrame = InlineArray<512, UInt64>
-
-extension InlineArray where Element == UInt64, count == 512 {
-    static var byteCount: Int { 512 * MemoryLayout<UInt64>.size }
-}
 
 /// Each frame holds a page of garbage and reads it back after the deeper
 /// frames return, so every page stays live for the whole recursion.
