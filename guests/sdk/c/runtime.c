@@ -14,6 +14,7 @@
  * protocol, or by HL_FUNCTIONS in C. */
 int main(int argc, char **argv);
 
+/* Not static only so that _start's assembly can name it. */
 _Noreturn void hl_run_call(void);
 
 /* The direction flag is cleared because rep movsb/stosb rely on it and the
