@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The test command. Uses the PostgreSQL in DATABASE_URL, or starts the
-# private cluster (scripts/pg.sh) when it is unset; then runs swift test.
-# Arguments go to swift test:  scripts/test.sh --filter JobQueueTests
+# The test command: builds the guests, uses the PostgreSQL in DATABASE_URL or
+# starts the private cluster (scripts/pg.sh) when it is unset, then runs the
+# whole suite. Arguments go to swift test:  scripts/test.sh --filter SandboxTests
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+guests/build.sh
 if [ -z "${DATABASE_URL:-}" ]; then
     export "$(scripts/pg.sh start)"
 fi

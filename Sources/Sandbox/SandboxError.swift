@@ -50,7 +50,7 @@ public enum SandboxError: Error, Equatable, CustomStringConvertible {
         case .outputTooLarge(let bytes, let limit):
             return bytes > 0 ? "the result is \(bytes) bytes, over the \(limit)-byte limit"
                              : "the result is over the \(limit)-byte limit"
-        case .unknownFunction(let name): return "the guest has no function named \(name)"
+        case .unknownFunction(let message): return message
         case .memoryAccessViolation(let address, let rip):
             return "the guest accessed unmapped or protected memory at 0x\(String(address, radix: 16)) (rip 0x\(String(rip, radix: 16)))"
         case .invalidInput(let message): return message

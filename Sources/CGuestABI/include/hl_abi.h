@@ -46,8 +46,10 @@
 
 #define HL_ABI_VERSION 1u
 
-/* I/O ports. The guest runs with RFLAGS.IOPL = 3 so `out` works at CPL3;
- * `hlt` would fault there, so completion is signalled through a port. */
+/* I/O ports. `hlt` faults at CPL3, so completion is signalled through a
+ * port. `out` at CPL3 works through the TSS's I/O permission bitmap, which
+ * allows ports below 0x8000 (the host also sets RFLAGS.IOPL = 3, which bare
+ * KVM honours and the nested hypervisor here drops). */
 #define HL_PORT_DONE 0x7F00u
 #define HL_PORT_HOSTCALL 0x7F01u
 
