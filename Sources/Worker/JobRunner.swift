@@ -37,6 +37,18 @@ final class JobRunner: @unchecked Sendable {
         self.logger = logger
     }
 
+    /// The benchmark baseline's answer, computed without a VM.
+    struct InProcess: Error {
+        var result: String
+    }
+
+    private func inProcessEcho(_ job: ClaimedJob) throws -> String {
+        guard job.function == "echo" else {
+            throw Rejection(kind: "unknown_function", message: "without a VM only echo can run")
+        }
+        return job.argsJSON
+    }
+
     /// The worker is shutting down before the job started.
     struct HandBack: Error {}
 
@@ -54,6 +66,9 @@ final class JobRunner: @unchecked Sendable {
         var errorKind: String?
         do {
             let (program, sandboxConfiguration, limits, mode) = try plan(prepared)
+            if mode == .novm {
+                throw InProcess(result: try inProcessEcho(job))
+            }
             let sandbox = try (mode == .recycled ? recycled.take(program, configuration: sandboxConfiguration)
                                                  : fresh.take(program, configuration: sandboxConfiguration))
             metrics.vmsAcquired(mode)
@@ -87,6 +102,9 @@ final class JobRunner: @unchecked Sendable {
             case .failure(let error):
                 throw error
             }
+        } catch let inProcess as InProcess {
+            outcome = .finished(.completed(id: job.id, attempt: job.attempt, workerID: configuration.workerID,
+                                           resultJSON: inProcess.result))
         } catch is HandBack {
             outcome = .handBack(job.attemptRef)
         } catch let rejection as Rejection {
@@ -156,8 +174,10 @@ final class JobRunner: @unchecked Sendable {
             throw Rejection(kind: "invalid_job", message: "memory_mb must be at least \(SandboxConfiguration.minimumMemoryMB)")
         }
         let mode: WorkerConfiguration.VMMode
-        if let vm = job.vm {
-            guard let chosen = WorkerConfiguration.VMMode(rawValue: vm) else {
+        if configuration.defaultVM == .novm {
+            mode = .novm
+        } else if let vm = job.vm {
+            guard let chosen = WorkerConfiguration.VMMode(rawValue: vm), chosen != .novm else {
                 throw Rejection(kind: "invalid_job", message: "vm must be 'fresh' or 'recycled', not '\(vm)'")
             }
             mode = chosen

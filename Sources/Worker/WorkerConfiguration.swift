@@ -10,6 +10,9 @@ public struct WorkerConfiguration: Sendable {
         case fresh
         /// A pooled micro-VM reset to its snapshot after every job.
         case recycled
+        /// No VM and no isolation: `echo` answered in-process. Only the
+        /// benchmark uses it, as the baseline for the queue's own cost.
+        case novm
     }
 
     /// Execution slots: jobs run at once, each on its own thread and vCPU.

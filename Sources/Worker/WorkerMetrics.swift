@@ -27,7 +27,11 @@ final class WorkerMetrics: @unchecked Sendable {
     private let lock = NSLock()
 
     func vmsAcquired(_ mode: WorkerConfiguration.VMMode) {
-        (mode == .fresh ? freshVMs : recycledVMs).increment()
+        switch mode {
+        case .fresh: freshVMs.increment()
+        case .recycled: recycledVMs.increment()
+        case .novm: break
+        }
     }
 
     func record(_ outcome: RunOutcome, errorKind: String?) {

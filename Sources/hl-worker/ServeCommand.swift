@@ -13,7 +13,8 @@ struct ServeCommand: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @Option(help: "Jobs run at once.") var concurrency = 8
     @Option(help: "Comma-separated queues to work (default: all).") var queues: String?
-    @Option(help: "VM per job when the job does not say: fresh or recycled.") var vm = "fresh"
+    @Option(help: "VM per job when the job does not say: fresh or recycled. (novm, for benchmarks only, runs echo without a VM.)")
+    var vm = "fresh"
     @Option(help: "Timeout for jobs that set none.") var defaultTimeoutMs = WorkerConfiguration().defaultTimeoutMilliseconds
     @Option(help: "Memory for jobs that set none.") var defaultMemoryMb = WorkerConfiguration().defaultMemoryMB
     @Option(help: "Largest timeout a job may ask for; larger ones are clamped.") var maxTimeoutMs = WorkerConfiguration().maxTimeoutMilliseconds
