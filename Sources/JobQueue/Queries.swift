@@ -84,15 +84,19 @@ enum Queries {
     /// One statement: pick with SKIP LOCKED so concurrent claimers never
     /// wait on or share a row, mark running under a new attempt, and return
     /// what the worker needs, with the guest's current digest (NULL when the
-    /// guest is not registered), in claim order.
+    /// guest is not registered), in claim order. Jobs of paused queues are
+    /// passed over: hl.queues is tiny, so the check is a hash anti-join
+    /// that keeps the index order and the LIMIT's early stop.
     private static func claim(queueFilter: String) -> String {
         """
         WITH picked AS (
-            SELECT id FROM hl.jobs
+            SELECT id FROM hl.jobs AS j
             WHERE state IN ('available', 'retryable')
               AND run_at <= now()
               AND cancel_requested_at IS NULL
               \(queueFilter)
+              AND NOT EXISTS (
+                  SELECT 1 FROM hl.queues AS p WHERE p.name = j.queue AND p.paused_at IS NOT NULL)
             ORDER BY priority, run_at, id
             LIMIT $2::integer
             FOR UPDATE SKIP LOCKED
