@@ -21,6 +21,12 @@ COMMENT ON TABLE hl.queues IS
     'Paused queues: workers claim nothing from a queue whose paused_at is set. '
     'Use hl.pause_queue(name) and hl.resume_queue(name).';
 
+-- For dashboards, which read views only.
+CREATE VIEW hl.paused_queues AS
+    SELECT name AS queue, paused_at FROM hl.queues WHERE paused_at IS NOT NULL;
+
+COMMENT ON VIEW hl.paused_queues IS 'Queues whose jobs no worker claims until resumed.';
+
 -- Pausing needs no message: the claim queries read hl.queues on every
 -- claim, so the next claim of every worker honours it. Resuming must wake
 -- idle workers, which otherwise sleep until their next poll: the same
@@ -136,6 +142,7 @@ REVOKE EXECUTE ON FUNCTION hl.pause_queue(text), hl.resume_queue(text),
 -- Workers check for paused queues on every claim and prune; pausing is an
 -- operator's `hl-worker queue pause`, usually run with the workers'
 -- credentials, and a role that can fail every job may as well hold them.
-GRANT SELECT ON hl.queues TO hl_worker;
+GRANT SELECT ON hl.queues, hl.paused_queues TO hl_worker;
+GRANT SELECT ON hl.paused_queues TO hl_dashboard;
 GRANT EXECUTE ON FUNCTION hl.pause_queue(text), hl.resume_queue(text),
     hl.prune_finished(interval, interval, integer) TO hl_worker;

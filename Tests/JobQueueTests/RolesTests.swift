@@ -217,6 +217,9 @@ final class RolesTests: DatabaseTestCase {
         XCTAssertEqual(try dashboard.execute("SELECT kind FROM hl.recent_failures").singleRow().string("kind"),
                        "guest_crash")
         XCTAssertEqual(try dashboard.execute("SELECT sum(discarded) AS n FROM hl.throughput").singleRow().int("n"), 1)
+        try connection.execute("SELECT hl.pause_queue('default')")
+        XCTAssertEqual(try dashboard.execute("SELECT queue FROM hl.paused_queues").singleRow().string("queue"),
+                       "default")
 
         for table in ["hl.jobs", "hl.guests", "hl.workers", "hl.queues", "hl.my_jobs", "hl.schema_migrations"] {
             assertDenied("SELECT * FROM \(table)", on: dashboard)
