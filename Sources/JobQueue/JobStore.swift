@@ -277,6 +277,37 @@ public final class JobStore: @unchecked Sendable {
         }
     }
 
+    // MARK: Operations
+
+    /// Stops every worker claiming from `queue`; running jobs finish.
+    /// Returns false when it was paused already.
+    @discardableResult
+    public func pauseQueue(_ queue: String) throws -> Bool {
+        let row = try connection.execute(Queries.pauseQueue, [.text(queue)]).singleRow()
+        return try row.required("changed", row.bool)
+    }
+
+    /// Lets workers claim from `queue` again (they are woken at once).
+    /// Returns false when it was not paused.
+    @discardableResult
+    public func resumeQueue(_ queue: String) throws -> Bool {
+        let row = try connection.execute(Queries.resumeQueue, [.text(queue)]).singleRow()
+        return try row.required("changed", row.bool)
+    }
+
+    public func pausedQueues() throws -> [String] {
+        try connection.execute(Queries.pausedQueues, []).rows.map { try $0.required("name", $0.string) }
+    }
+
+    /// Deletes up to `batch` finished jobs past their retention (nil keeps
+    /// that kind forever); 0 when another worker holds the pruning lock.
+    public func pruneFinished(retainCompleted: TimeInterval?, retainDiscarded: TimeInterval?, batch: Int) throws -> Int {
+        let row = try connection.execute(Queries.pruneFinished, [
+            retainCompleted.map { PGParam($0) } ?? .null, retainDiscarded.map { PGParam($0) } ?? .null, PGParam(batch),
+        ]).singleRow()
+        return try row.required("deleted", row.int)
+    }
+
     /// Binary-format result: text columns arrive as their UTF-8 bytes, the
     /// image as raw bytes.
     private func guest(_ query: Query, key: String) throws -> GuestImage? {

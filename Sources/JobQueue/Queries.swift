@@ -285,6 +285,22 @@ enum Queries {
             RETURNING id
             """)
 
+    // MARK: Operations
+
+    static let pauseQueue = Query(name: "hl_pause_queue", sql: "SELECT hl.pause_queue($1::text) AS changed")
+    static let resumeQueue = Query(name: "hl_resume_queue", sql: "SELECT hl.resume_queue($1::text) AS changed")
+    static let pausedQueues = Query(
+        name: "hl_paused_queues",
+        sql: "SELECT name FROM hl.queues WHERE paused_at IS NOT NULL ORDER BY name")
+
+    /// Seconds, so that NULL (keep forever) passes through as NULL.
+    static let pruneFinished = Query(
+        name: "hl_prune_finished",
+        sql: """
+            SELECT hl.prune_finished($1::float8 * interval '1 second',
+                                     $2::float8 * interval '1 second', $3::integer) AS deleted
+            """)
+
     static let queueStats = Query(
         name: "hl_queue_stats",
         sql: """

@@ -5,9 +5,10 @@ import Sandbox
 
 /// The worker's housekeeping, on its own thread and connection: the
 /// heartbeat that keeps this worker's jobs its own, the rescuer that hands
-/// back the jobs of workers that went silent (kill -9, lost host), and the
-/// check for this worker's own strays (jobs whose claim committed but whose
-/// answer was lost with the connection).
+/// back the jobs of workers that went silent (kill -9, lost host), the check
+/// for this worker's own strays (jobs whose claim committed but whose answer
+/// was lost with the connection), and the pruner of old finished jobs (one
+/// worker at a time across the cluster, in small batches).
 final class Maintenance: @unchecked Sendable {
     private let configuration: WorkerConfiguration
     private let info: WorkerInfo
@@ -15,6 +16,7 @@ final class Maintenance: @unchecked Sendable {
     private let executor: JobExecutor
     private let completer: JobCompleter
     private let recycled: RecycledSandboxPool
+    private let fresh: FreshSandboxFactory
     private let metrics: WorkerMetrics
     private let logger: Logger
     private let condition = NSCondition()
@@ -24,7 +26,9 @@ final class Maintenance: @unchecked Sendable {
     private var suspectedStrays: Set<JobAttempt> = []
 
     init(configuration: WorkerConfiguration, info: WorkerInfo, session: DatabaseSession, executor: JobExecutor,
-         completer: JobCompleter, recycled: RecycledSandboxPool, metrics: WorkerMetrics, logger: Logger) {
+         completer: JobCompleter, fresh: FreshSandboxFactory, recycled: RecycledSandboxPool,
+         metrics: WorkerMetrics, logger: Logger) {
+        self.fresh = fresh
         self.configuration = configuration
         self.info = info
         self.session = session
@@ -66,12 +70,17 @@ final class Maintenance: @unchecked Sendable {
 
     private func loop() {
         var nextRescue = Date()
+        var nextPrune = Date(timeIntervalSinceNow: configuration.pruneInterval * Double.random(in: 0.1...1))
         while true {
             heartbeat()
             if Date() >= nextRescue {
                 rescue()
                 recycled.evictIdle()
                 nextRescue = Date(timeIntervalSinceNow: configuration.rescueInterval)
+            }
+            if Date() >= nextPrune {
+                prune()
+                nextPrune = Date(timeIntervalSinceNow: configuration.pruneInterval)
             }
             condition.lock()
             if !stopped { condition.wait(until: Date(timeIntervalSinceNow: configuration.heartbeatInterval)) }
@@ -92,6 +101,8 @@ final class Maintenance: @unchecked Sendable {
             lastHeartbeat = Date()
             condition.unlock()
             metrics.busySlots.record(executor.inFlight)
+            metrics.freshVMsCreated.record(fresh.created)
+            metrics.recycledVMsCreated.record(recycled.created)
         } catch {
             logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
         }
@@ -107,6 +118,30 @@ final class Maintenance: @unchecked Sendable {
             try handBackStrays()
         } catch {
             logger.warning("rescue failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Deletes finished jobs past retention, a batch per statement, a
+    /// bounded number of batches per round so the heartbeat is not delayed.
+    private func prune() {
+        guard configuration.retainCompleted != nil || configuration.retainDiscarded != nil else { return }
+        do {
+            var total = 0
+            for _ in 0..<10 {
+                let deleted = try session.run { store in
+                    try store.pruneFinished(retainCompleted: configuration.retainCompleted,
+                                            retainDiscarded: configuration.retainDiscarded,
+                                            batch: configuration.pruneBatch)
+                }
+                total += deleted
+                if deleted < configuration.pruneBatch { break }
+            }
+            if total > 0 {
+                metrics.pruned.increment(by: total)
+                logger.info("deleted finished jobs past retention", metadata: ["count": "\(total)"])
+            }
+        } catch {
+            logger.warning("pruning failed", metadata: ["error": "\(error)"])
         }
     }
 

@@ -50,6 +50,17 @@ public struct WorkerConfiguration: Sendable {
     /// Recycled VMs kept idle, all guests together (default: concurrency).
     public var recycledPoolCapacity: Int?
     public var recycledIdleLifetime: TimeInterval = 60
+    /// Serve /metrics and /healthz on this port (nil: no server).
+    public var metricsPort: Int?
+    public var metricsHost = "0.0.0.0"
+    /// Completed and cancelled jobs are deleted this long after finishing
+    /// (nil: kept forever).
+    public var retainCompleted: TimeInterval? = 24 * 3600
+    /// Discarded jobs are deleted this long after finishing (nil: forever).
+    public var retainDiscarded: TimeInterval? = 7 * 24 * 3600
+    public var pruneInterval: TimeInterval = 60
+    /// Rows one pruning statement deletes: small, so locks stay short.
+    public var pruneBatch = 1000
 
     public init() {}
 
@@ -88,6 +99,14 @@ public struct WorkerConfiguration: Sendable {
         }
         guard rescueAfter > heartbeatInterval * 2 else {
             throw fail("--rescue-after must be more than twice the heartbeat interval")
+        }
+        if let metricsPort, !(0...65535).contains(metricsPort) {
+            throw fail("--metrics-port must be 0...65535")
+        }
+        if let retainCompleted, retainCompleted < 0 { throw fail("--retain-completed must not be negative") }
+        if let retainDiscarded, retainDiscarded < 0 { throw fail("--retain-discarded must not be negative") }
+        guard pruneInterval > 0, (1...100_000).contains(pruneBatch) else {
+            throw fail("the prune interval must be positive and the batch 1...100000")
         }
         guard (1...10_000).contains(claimBatch), vmCreators >= 1, vmCreationSlotsPerHost >= 1 else {
             throw fail("claim batch, VM creators and creation slots must be positive")

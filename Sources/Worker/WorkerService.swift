@@ -3,6 +3,7 @@ import Foundation
 import JobQueue
 import Logging
 import MicroVM
+import Prometheus
 import Sandbox
 
 /// The hl-worker service: claims jobs from PostgreSQL and runs each in a
@@ -14,16 +15,21 @@ import Sandbox
 public final class WorkerService: @unchecked Sendable {
     public let configuration: WorkerConfiguration
     private let logger: Logger
-    private let metrics = WorkerMetrics()
+    private let metrics: WorkerMetrics
+    private let registry: PrometheusCollectorRegistry?
     private let stopRequested = DispatchSemaphore(value: 0)
     private var signalSources: [DispatchSourceSignal] = []
     private let stateLock = NSLock()
     private var maintenance: Maintenance?
     private var stopping = false
 
+    /// With `configuration.metricsPort` set, swift-metrics is bootstrapped
+    /// to Prometheus here (once per process), before any metric is made.
     public init(configuration: WorkerConfiguration, logger: Logger = Logger(label: "hl.worker")) throws {
         try configuration.validate()
         self.configuration = configuration
+        registry = configuration.metricsPort == nil ? nil : OperationsServer.bootstrapMetrics()
+        metrics = WorkerMetrics()
         var logger = logger
         logger[metadataKey: "worker"] = "\(configuration.workerID)"
         self.logger = logger
@@ -115,12 +121,19 @@ public final class WorkerService: @unchecked Sendable {
                                    executor: executor, guests: GuestCache(), metrics: metrics,
                                    logger: logger.with(component: "producer"))
         let maintenance = Maintenance(configuration: configuration, info: info, session: maintenanceSession,
-                                      executor: executor, completer: completer, recycled: recycled,
+                                      executor: executor, completer: completer, fresh: fresh, recycled: recycled,
                                       metrics: metrics, logger: logger.with(component: "maintenance"))
         stateLock.lock()
         self.maintenance = maintenance
         stateLock.unlock()
         metrics.liveSlots.record(configuration.concurrency)
+        var operations: OperationsServer?
+        if let port = configuration.metricsPort, let registry {
+            operations = try OperationsServer(port: port, host: configuration.metricsHost, registry: registry,
+                                              isHealthy: { [weak self] in self?.isHealthy ?? false })
+            logger.info("serving /metrics and /healthz", metadata: ["port": "\(operations!.port)"])
+        }
+        defer { operations?.stop() }
         maintenance.start()
         producer.start()
         logger.info("worker started", metadata: [

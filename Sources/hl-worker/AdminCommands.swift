@@ -116,3 +116,47 @@ struct StatusCommand: ParsableCommand {
         }
     }
 }
+
+struct QueueCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queue", abstract: "Pause and resume queues for every worker.",
+        subcommands: [Pause.self, Resume.self, List.self])
+
+    struct Pause: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop all workers claiming from QUEUE (running jobs finish); honoured at their next claim.")
+        @OptionGroup var database: DatabaseOptions
+        @Argument var queue: String
+
+        func run() throws {
+            try reportingFailures {
+                let changed = try database.connect().pauseQueue(queue)
+                print(changed ? "paused \(queue)" : "\(queue) was already paused")
+            }
+        }
+    }
+
+    struct Resume: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Let workers claim from QUEUE again.")
+        @OptionGroup var database: DatabaseOptions
+        @Argument var queue: String
+
+        func run() throws {
+            try reportingFailures {
+                let changed = try database.connect().resumeQueue(queue)
+                print(changed ? "resumed \(queue)" : "\(queue) was not paused")
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List paused queues.")
+        @OptionGroup var database: DatabaseOptions
+
+        func run() throws {
+            try reportingFailures {
+                for queue in try database.connect().pausedQueues() { print("\(queue)\tpaused") }
+            }
+        }
+    }
+}

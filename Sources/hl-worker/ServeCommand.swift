@@ -23,6 +23,12 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Seconds running jobs get to finish after SIGTERM.") var shutdownGrace = WorkerConfiguration().shutdownGrace
     @Option(help: "Seconds of silence after which a worker's jobs are rescued.") var rescueAfter = WorkerConfiguration().rescueAfter
     @Option(help: "Threads on this host building VMs at once, across processes.") var vmCreationSlots = WorkerConfiguration().vmCreationSlotsPerHost
+    @Option(help: "Serve /metrics (Prometheus) and /healthz on this port.") var metricsPort: Int?
+    @Option(help: "Address the metrics server binds.") var metricsHost = "0.0.0.0"
+    @Option(help: "Delete completed and cancelled jobs this long after they finish (e.g. 24h, 7d; 'forever' keeps them).")
+    var retainCompleted = "24h"
+    @Option(help: "Delete discarded jobs this long after they finish (e.g. 7d; 'forever' keeps them).")
+    var retainDiscarded = "7d"
     @Option(help: "Log format: text or json.") var logFormat = "text"
 
     func run() throws {
@@ -43,6 +49,10 @@ struct ServeCommand: ParsableCommand {
             configuration.shutdownGrace = shutdownGrace
             configuration.rescueAfter = rescueAfter
             configuration.vmCreationSlotsPerHost = vmCreationSlots
+            configuration.metricsPort = metricsPort
+            configuration.metricsHost = metricsHost
+            configuration.retainCompleted = try RetentionPeriod.parse(retainCompleted, flag: "--retain-completed")
+            configuration.retainDiscarded = try RetentionPeriod.parse(retainDiscarded, flag: "--retain-discarded")
             try LogSetup.bootstrap(format: logFormat)
             let service: WorkerService
             do {
@@ -57,5 +67,24 @@ struct ServeCommand: ParsableCommand {
                 throw CommandError(kind: "worker", message: "\(error)")
             }
         }
+    }
+}
+
+/// "90s", "30m", "24h", "7d", a number of seconds, or "forever" (nil).
+enum RetentionPeriod {
+    static func parse(_ text: String, flag: String) throws -> TimeInterval? {
+        if text == "forever" { return nil }
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        var number = Substring(text)
+        var scale = 1.0
+        if let last = text.last, let unit = units[last] {
+            number = text.dropLast()
+            scale = unit
+        }
+        guard let value = Double(number), value >= 0, value.isFinite else {
+            throw CommandError(kind: "invalid_configuration",
+                               message: "\(flag) \(text) is not a duration like 90s, 30m, 24h, 7d or forever")
+        }
+        return value * scale
     }
 }
