@@ -67,7 +67,7 @@ public final class OperationsServer: @unchecked Sendable {
         public func validate() throws {
             guard maxConnections > 0 else { throw OperationsServerError.invalidLimits("maxConnections must be positive") }
             guard requestTimeout > 0, writeTimeout > 0, lingerTimeout >= 0 else {
-                throw OperationsServerError.invalidLimits("timeouts must be positive")
+                throw OperationsServerError.invalidLimits("request and write timeouts must be positive, linger not negative")
             }
             guard maxRequestHeadBytes >= 256 else {
                 throw OperationsServerError.invalidLimits("maxRequestHeadBytes must be at least 256")
@@ -507,8 +507,11 @@ private final class EventLoop: @unchecked Sendable {
     init(listenFD: Int32, routes: Routes, limits: OperationsServer.Limits) throws {
         var fds: [Int32] = [0, 0]
         try systemCall("pipe for the operations server", { pipe(&fds) })
-        for fd in fds {
-            try makeNonBlockingCloseOnExec(fd, label: "the operations server's pipe")
+        do {
+            for fd in fds { try makeNonBlockingCloseOnExec(fd, label: "the operations server's pipe") }
+        } catch {
+            fds.forEach { close($0) }
+            throw error
         }
         self.listenFD = listenFD
         self.routes = routes
@@ -517,12 +520,14 @@ private final class EventLoop: @unchecked Sendable {
         wakeWrite = fds[1]
     }
 
+    /// Writes under the lock that `run` closes the pipe under: the loop
+    /// only ends once a stop was requested, so the write always finds the
+    /// pipe open (never a reused descriptor number).
     func requestStop() {
         stopLock.lock()
-        let first = !stopRequested
+        defer { stopLock.unlock() }
+        guard !stopRequested else { return }
         stopRequested = true
-        stopLock.unlock()
-        guard first else { return }
         var byte: UInt8 = 1
         // The pipe is empty until now, so the byte fits; it only wakes poll.
         _ = retryingInterrupts { Glibc.write(wakeWrite, &byte, 1) }
@@ -539,8 +544,10 @@ private final class EventLoop: @unchecked Sendable {
             for connection in connections { close(connection.fd) }
             connections.removeAll()
             close(listenFD)
+            stopLock.lock()
             close(wakeRead)
             close(wakeWrite)
+            stopLock.unlock()
         }
         while !isStopRequested {
             let now = monotonicNow()
@@ -678,9 +685,12 @@ private final class EventLoop: @unchecked Sendable {
         connection.deadline = monotonicNow() + limits.lingerTimeout
     }
 
+    /// Drops what the client still sends, a bounded amount per wake-up so
+    /// that a client that never stops cannot hold the thread; its deadline
+    /// ends it.
     private func linger(_ connection: Connection) {
         var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
+        for _ in 0..<16 {
             let count = chunk.withUnsafeMutableBytes { buffer in
                 retryingInterrupts { recv(connection.fd, buffer.baseAddress, buffer.count, 0) }
             }

@@ -136,6 +136,19 @@ final class OperationsServerTests: XCTestCase {
         XCTAssertEqual(try HTTPClient.get("/healthz", port: server.port).status, 200)
     }
 
+    /// A body nobody asked for (or pipelined requests) is drained, not left
+    /// unread: closing with unread input would reset the connection and
+    /// could destroy the response before the client reads it.
+    func testResponseSurvivesUnreadInput() throws {
+        let server = try start()
+        let socket = try HTTPClient.Socket(port: server.port)
+        try socket.send(Array("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 262144\r\n\r\n".utf8))
+        try socket.send([UInt8](repeating: 0x61, count: 262_144))
+        let response = try HTTPClient.Response(parsing: socket.readToEnd())
+        XCTAssertEqual(response.status, 200)
+        XCTAssertEqual(response.body, "ok\n")
+    }
+
     func testOversizedHeadGets431() throws {
         var limits = OperationsServer.Limits()
         limits.maxRequestHeadBytes = 1024
