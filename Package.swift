@@ -74,7 +74,14 @@ let package = Package(
         .testTarget(name: "MicroVMTests", dependencies: ["MicroVM", "CKVM", "KVMTestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "MicroVM", "CGuestABI", "KVMTestSupport"]),
         .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "HLTestSupport"]),
-        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Sandbox", "JobQueue", "HLTestSupport"]),
+        .testTarget(
+            name: "WorkerTests",
+            dependencies: [
+                "Worker", "Sandbox", "JobQueue", "HLTestSupport", "KVMTestSupport",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v5]
 )

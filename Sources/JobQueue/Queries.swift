@@ -272,11 +272,12 @@ enum Queries {
     // MARK: Enqueue and status
 
     /// A nil parameter takes the column's default (restated here, as SQL
-    /// has no "DEFAULT unless NULL").
+    /// has no "DEFAULT unless NULL"). Through hl.my_jobs, so that a producer
+    /// with only the hl_enqueue role can insert and read back the id.
     static let enqueue = Query(
         name: "hl_enqueue",
         sql: """
-            INSERT INTO hl.jobs
+            INSERT INTO hl.my_jobs
                 (guest, function, args, queue, priority, run_at,
                  max_attempts, timeout_ms, memory_mb, vm)
             VALUES ($1::text, $2::text, coalesce($3::jsonb, '{}'), coalesce($4::text, 'default'),
