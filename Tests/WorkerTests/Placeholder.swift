@@ -1,1 +1,0 @@
-// WorkerTests: placeholder until its first real file lands.

@@ -1,0 +1,107 @@
+import Foundation
+import XCTest
+
+/// A real `hl-worker` process, started the way an operator starts one: the
+/// binary `swift test` built next to this test bundle, the root command
+/// (which is the service), its own worker id and a database URL. Its output
+/// goes to a file, so a failing test can show what the worker said.
+final class WorkerProcess {
+    let id: String
+    let logURL: URL
+    private let process = Process()
+
+    /// The directory of the running test executable: SwiftPM puts the
+    /// products of one build (hl-worker among them) side by side.
+    static let binary: URL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        .deletingLastPathComponent().appendingPathComponent("hl-worker")
+
+    init(id: String, arguments: [String], logURL: URL) throws {
+        self.id = id
+        self.logURL = logURL
+        guard FileManager.default.isExecutableFile(atPath: Self.binary.path) else {
+            throw WorkerProcessError(message: "\(Self.binary.path) is missing; `swift test` builds it with the tests")
+        }
+        guard FileManager.default.createFile(atPath: logURL.path, contents: nil) else {
+            throw WorkerProcessError(message: "cannot create \(logURL.path)")
+        }
+        let log = try FileHandle(forWritingTo: logURL)
+        // The child gets its own copy of the descriptor; ours is not needed
+        // once it runs.
+        defer { try? log.close() }
+        process.executableURL = Self.binary
+        process.arguments = arguments
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+    }
+
+    var isRunning: Bool { process.isRunning }
+    /// False once the test has stopped it on purpose.
+    private(set) var shouldBeRunning = true
+
+    /// SIGTERM, the way service managers stop it: the worker must drain and
+    /// exit 0 within `timeout` seconds.
+    func terminate(timeout: TimeInterval = 60, file: StaticString = #filePath, line: UInt = #line) {
+        shouldBeRunning = false
+        process.terminate()
+        guard waitForExit(timeout: timeout) else {
+            XCTFail("worker \(id) still running \(Int(timeout)) s after SIGTERM\n\(logTail())", file: file, line: line)
+            kill()
+            return
+        }
+        XCTAssertEqual(process.terminationReason, .exit,
+                       "worker \(id) died of signal \(process.terminationStatus) after SIGTERM\n\(logTail())",
+                       file: file, line: line)
+        XCTAssertEqual(process.terminationStatus, 0, "worker \(id) exit status after SIGTERM\n\(logTail())",
+                       file: file, line: line)
+    }
+
+    /// SIGKILL: the process vanishes mid-job, as on a lost host or an OOM kill.
+    func kill() {
+        shouldBeRunning = false
+        guard process.isRunning else { return }
+        _ = Foundation.kill(process.processIdentifier, SIGKILL)
+        _ = waitForExit(timeout: 30)
+    }
+
+    /// Polls, since Process offers no wait with a deadline.
+    private func waitForExit(timeout: TimeInterval) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        while process.isRunning {
+            if Date() >= deadline { return false }
+            usleep(10_000)
+        }
+        return true
+    }
+
+    /// The last lines the worker wrote, for failure messages.
+    func logTail(lines: Int = 40) -> String {
+        let text = (try? String(contentsOf: logURL, encoding: .utf8)) ?? "(no log at \(logURL.path))"
+        let tail = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines)
+        return "--- last lines of worker \(id)'s log (\(logURL.path)) ---\n" + tail.joined(separator: "\n")
+    }
+
+    /// Runs a one-shot subcommand (`guest add`, `status`, ...) to the end and
+    /// returns its exit status and everything it printed.
+    static func command(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw WorkerProcessError(message: "\(binary.path) is missing; `swift test` builds it with the tests")
+        }
+        let process = Process()
+        let pipe = Pipe()
+        process.executableURL = binary
+        process.arguments = arguments
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        // Reading to EOF first: a child blocked on a full pipe never exits.
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+}
+
+struct WorkerProcessError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
