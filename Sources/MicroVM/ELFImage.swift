@@ -66,7 +66,7 @@ public struct ELFImage: Sendable {
         segments.map(\.address).min()!..<segments.map(\.end).max()!
     }
 
-    public init(bytes: [UInt8]) throws {
+    public init(bytes: [UInt8]) throws(ELFError) {
         guard bytes.count <= Self.maximumFileSize else {
             throw ELFError.tooLarge(size: bytes.count, limit: Self.maximumFileSize)
         }
@@ -130,7 +130,7 @@ public struct ELFImage: Sendable {
     }
 
     /// Checks that every segment lies inside [allowed.lowerBound, allowed.upperBound).
-    public func check(fitsIn allowed: Range<UInt64>) throws {
+    public func check(fitsIn allowed: Range<UInt64>) throws(ELFError) {
         for (index, segment) in segments.enumerated()
         where segment.address < allowed.lowerBound || segment.end > allowed.upperBound {
             throw ELFError.segmentOutOfRange(index: index, start: segment.address, end: segment.end,

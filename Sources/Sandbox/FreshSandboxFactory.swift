@@ -107,7 +107,7 @@ public final class FreshSandboxFactory: @unchecked Sendable {
                 stocks[key]!.building += 1
                 return (key, stock.image)
             }
-            condition.wait(until: Date(timeIntervalSinceNow: Self.idleStockLifetime))
+            _ = condition.wait(until: Date(timeIntervalSinceNow: Self.idleStockLifetime))
         }
         return nil
     }
@@ -125,7 +125,7 @@ public final class FreshSandboxFactory: @unchecked Sendable {
                 Thread.sleep(forTimeInterval: 0.5)
             }
             condition.lock()
-            if let built { created += 1 }
+            if built != nil { created += 1 }
             if var stock = stocks[key], !stopped {
                 stock.building -= 1
                 if let built { stock.ready.append(built) }

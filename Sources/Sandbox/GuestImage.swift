@@ -14,7 +14,7 @@ public struct GuestImage: Sendable {
         do {
             elf = try ELFImage(bytes: bytes)
         } catch {
-            throw .invalidGuest(error as! ELFError)
+            throw .invalidGuest(error)
         }
         self.name = name
         self.version = version

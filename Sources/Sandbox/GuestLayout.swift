@@ -38,7 +38,7 @@ public struct GuestLayout: Equatable, Sendable {
     public init(configuration c: SandboxConfiguration, image: ELFImage) throws(SandboxError) {
         try c.validate()
         let area = Self.imageArea(for: c)
-        do { try image.check(fitsIn: area) } catch { throw .invalidGuest(error as! ELFError) }
+        do { try image.check(fitsIn: area) } catch { throw .invalidGuest(error) }
         memorySize = UInt64(c.memoryMB) << 20
         let imageStart = image.addressRange.lowerBound & ~(Self.page - 1)
         let imageEnd = (image.addressRange.upperBound + Self.page - 1) & ~(Self.page - 1)

@@ -164,7 +164,7 @@ public final class Sandbox: @unchecked Sendable {
             try vcpu.setRegisters(LongMode.registers(entry: image.elf.entry, stack: layout.stack.upperBound))
         } catch {
             status = .unrecoverable
-            throw .host(error as! KVMError)
+            throw .hostFailure(error)
         }
 
         callState.withLock { state in
@@ -219,7 +219,7 @@ public final class Sandbox: @unchecked Sendable {
             // hand back the previous call's.
             try memory.zero(at: layout.output.lowerBound, length: MemoryLayout<hl_result_header>.size)
         } catch {
-            throw .host(error as! KVMError)
+            throw .hostFailure(error)
         }
         hostWrittenInput = max(hostWrittenInput, UInt64(total))
     }
@@ -228,7 +228,7 @@ public final class Sandbox: @unchecked Sendable {
         var hostCalls = 0
         while true {
             let exit: VCPUExit
-            do { exit = try vcpu.runUntilExit() } catch { throw .host(error as! KVMError) }
+            do { exit = try vcpu.runUntilExit() } catch { throw .hostFailure(error) }
             switch decide(exit) {
             case .callFinished:
                 return try readResult(limits)
@@ -291,7 +291,7 @@ public final class Sandbox: @unchecked Sendable {
         } catch let error as SandboxError {
             throw error
         } catch {
-            throw .host(error as! KVMError)
+            throw .hostFailure(error)
         }
     }
 
@@ -339,7 +339,7 @@ public final class Sandbox: @unchecked Sendable {
         } catch let error as SandboxError {
             throw error
         } catch {
-            throw .host(error as! KVMError)
+            throw .hostFailure(error)
         }
     }
 

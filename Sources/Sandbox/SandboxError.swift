@@ -71,4 +71,9 @@ public enum SandboxError: Error, Equatable, CustomStringConvertible {
     }
 
     public var description: String { "\(kind): \(message)" }
+
+    /// A failure below the sandbox: KVM's own error when it is one.
+    static func hostFailure(_ error: any Error) -> SandboxError {
+        .host((error as? KVMError) ?? .invalidArgument("\(error)"))
+    }
 }

@@ -35,7 +35,7 @@ final class GuestCache: @unchecked Sendable {
             do {
                 program = .success(try GuestProgram(name: row.name, version: row.sha256, bytes: row.image))
             } catch {
-                program = .failure(.invalid(error as! SandboxError))
+                program = .failure(.invalid(error))
             }
         } else {
             program = .failure(.notFound)
