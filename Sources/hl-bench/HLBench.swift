@@ -1,0 +1,126 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MicroVM
+import Sandbox
+
+/// `hl-bench`: measures the whole path of a job, from a bare KVM VM up to
+/// jobs drained through PostgreSQL by hl-worker processes, and prints every
+/// figure next to the baseline it is judged against, measured in the same
+/// run (these machines are too noisy to compare across runs).
+@main
+struct HLBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hl-bench",
+        abstract: "Benchmark hl-worker: KVM floor, sandbox calls, resets, host calls, and jobs end to end.",
+        discussion: """
+            Prints a table, or with --json one JSON object on stdout; progress goes to stderr. \
+            End-to-end runs use --database-url, else DATABASE_URL, else the checkout's private cluster \
+            (scripts/pg.sh start), inside a database of their own (hl_bench_<pid>) that is dropped afterwards. \
+            They start the hl-worker built next to hl-bench, so build both: \
+            swift build -c release --product hl-worker && swift build -c release --product hl-bench.
+            """
+    )
+
+    @Flag(help: "Fewer iterations and end-to-end shapes (under 3 minutes on 2 cores).") var quick = false
+    @Flag(help: "Print one JSON object instead of the table.") var json = false
+    @Option(help: ArgumentHelp("The demo guest (default: guests/build/demo.elf in the checkout).", valueName: "path"))
+    var guest: String?
+    @Option(name: .customLong("database-url"),
+            help: ArgumentHelp("PostgreSQL URL to create the benchmark database in (default: $DATABASE_URL, else scripts/pg.sh).",
+                               valueName: "url"))
+    var databaseURL: String?
+    @Option(help: ArgumentHelp("The hl-worker binary (default: the one next to hl-bench).", valueName: "path"))
+    var worker: String?
+    @Flag(name: .customLong("skip-e2e"), help: "Only the in-process measurements; no PostgreSQL, no hl-worker.")
+    var skipE2E = false
+
+    func run() throws {
+        // Sandboxes log through swift-log; the guests here never log, and
+        // nothing else should reach the table.
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .warning
+            return handler
+        }
+        do {
+            try measure()
+        } catch {
+            FileHandle.standardError.write(Data("hl-bench: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    private func measure() throws {
+        let repository = try Repository()
+        let guestPath = guest ?? repository.path("guests/build/demo.elf")
+        guard let bytes = FileManager.default.contents(atPath: guestPath) else {
+            throw BenchError.setup("cannot read \(guestPath); build the guests with guests/build.sh")
+        }
+        let demo = try GuestImage(name: "demo", bytes: Array(bytes))
+        let kvm = try KVM()
+
+        let micro = try MicroBenchmarks(kvm: kvm, demo: demo, plan: quick ? .quick : .full, progress: Self.progress).run()
+
+        var report = Report(quick: quick, machine: Machine.describe(), micro: micro, bulk: [], light: [])
+        if skipE2E {
+            report.e2eSkipped = "--skip-e2e"
+        } else {
+            let workerBinary = worker ?? URL(fileURLWithPath: CommandLine.executablePath)
+                .deletingLastPathComponent().appendingPathComponent("hl-worker").path
+            guard FileManager.default.isExecutableFile(atPath: workerBinary) else {
+                throw BenchError.setup("no hl-worker at \(workerBinary): build it with the same scratch path, or pass --worker")
+            }
+            let cluster = try PostgresCluster(explicitURL: databaseURL ?? ProcessInfo.processInfo.environment["DATABASE_URL"],
+                                              repository: repository)
+            defer { cluster.release() }
+            let database = try BenchDatabase(adminURL: cluster.adminURL, guest: Array(bytes))
+            defer { database.drop() }
+            let logDirectory = (NSTemporaryDirectory() as NSString).appendingPathComponent("hl-bench-\(getpid())")
+            try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+            let endToEnd = EndToEnd(database: database, workerBinary: workerBinary, logDirectory: logDirectory,
+                                    plan: quick ? .quick : .full, progress: Self.progress)
+            (report.bulk, report.light) = endToEnd.run()
+            let failed = report.bulk.contains { $0.error != nil && !$0.error!.hasPrefix("n/a") }
+                || report.light.contains { $0.error != nil && !$0.error!.hasPrefix("n/a") }
+            if failed {
+                Self.progress("worker logs kept in \(logDirectory)")
+            } else {
+                try? FileManager.default.removeItem(atPath: logDirectory)
+            }
+        }
+        print(json ? report.json.text : report.table)
+    }
+
+    private static let started = Date()
+
+    /// One line per phase on stderr, with the elapsed time, so a slow phase shows.
+    static func progress(_ message: String) {
+        let elapsed = String(format: "%6.1f s", Date().timeIntervalSince(started))
+        FileHandle.standardError.write(Data("[\(elapsed)] \(message)\n".utf8))
+    }
+}
+
+/// What the numbers were measured on.
+enum Machine {
+    static func describe() -> [(String, String)] {
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }
+            .map { $0.split(separator: ":", maxSplits: 1).last!.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+        var name = utsname()
+        uname(&name)
+        let release = withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let hypervisor = ["kvm_pvm", "kvm_intel", "kvm_amd"].first {
+            FileManager.default.fileExists(atPath: "/sys/module/\($0)")
+        } ?? "unknown"
+        let memory = Double(ProcessInfo.processInfo.physicalMemory) / Double(1 << 30)
+        return [
+            ("cpu", model),
+            ("cores", String(ProcessInfo.processInfo.activeProcessorCount)),
+            ("memory_gib", String(format: "%.1f", memory)),
+            ("kernel", release),
+            ("kvm", hypervisor == "kvm_pvm" ? "kvm_pvm (nested, CPL0 emulated)" : hypervisor),
+            ("date", ISO8601DateFormatter().string(from: Date())),
+        ]
+    }
+}
