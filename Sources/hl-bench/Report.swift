@@ -271,7 +271,7 @@ struct Report {
         lines.append("")
         lines.append("targets")
         for target in targets {
-            let value = target.value.map { f($0, 2, " " + target.unit) } ?? "n/a"
+            let value = target.value.map { f($0, target.unit == "x" ? 3 : 1, " " + target.unit) } ?? "n/a"
             lines.append("  \(target.verdict.padding(toLength: 5, withPad: " ", startingAt: 0)) \(target.name)  [\(value)]")
         }
         return lines.joined(separator: "\n")
