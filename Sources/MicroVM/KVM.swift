@@ -1,5 +1,6 @@
 import CKVM
 import Glibc
+import Synchronization
 
 /// The /dev/kvm system handle: checks the API once and creates VMs.
 /// One per process is enough; it is safe to share between threads.
@@ -12,6 +13,11 @@ public final class KVM: @unchecked Sendable {
     /// CPUID entries KVM supports, handed to every vCPU so the guest sees a
     /// consistent CPU (long mode, SSE2).
     let supportedCPUID: [kvm_cpuid_entry2]
+    /// Whether registers can be handed over through kvm_run on the next
+    /// KVM_RUN instead of with ioctls of their own (each ioctl costs ~5 µs).
+    public let hasSyncRegisters: Bool
+    /// A new vCPU's special registers, read once: every vCPU starts the same.
+    private let resetState = Mutex<kvm_sregs?>(nil)
 
     public init(path: String = KVM.devicePath) throws {
         let fd = open(path, O_RDWR | O_CLOEXEC)
@@ -30,6 +36,9 @@ public final class KVM: @unchecked Sendable {
                 ckvm_ioctl_value(fd, CKVM_GET_VCPU_MMAP_SIZE, 0)
             })
             supportedCPUID = try KVM.readSupportedCPUID(fd)
+            let syncMask = ckvm_ioctl_value(fd, CKVM_CHECK_EXTENSION, UInt(KVM_CAP_SYNC_REGS))
+            hasSyncRegisters = syncMask > 0 && UInt64(syncMask) & (CKVM_SYNC_X86_REGS | CKVM_SYNC_X86_SREGS)
+                == (CKVM_SYNC_X86_REGS | CKVM_SYNC_X86_SREGS)
         } catch {
             close(fd)
             throw error
@@ -41,10 +50,13 @@ public final class KVM: @unchecked Sendable {
 
     deinit { close(fd) }
 
-    /// Whether the kernel can hand vCPU registers through kvm_run, saving
-    /// ioctls on every call.
-    public var hasSyncRegisters: Bool {
-        ckvm_ioctl_value(fd, CKVM_CHECK_EXTENSION, UInt(KVM_CAP_SYNC_REGS)) > 0
+    /// The special registers of a vCPU fresh from KVM_CREATE_VCPU, read from
+    /// `vcpu` the first time and remembered.
+    func resetSpecialRegisters(of vcpu: VCPU) throws -> kvm_sregs {
+        if let known = resetState.withLock({ $0 }) { return known }
+        let read = try vcpu.specialRegisters()
+        resetState.withLock { $0 = read }
+        return read
     }
 
     public func makeVM() throws -> VM {

@@ -92,6 +92,26 @@ public final class VCPU: @unchecked Sendable {
         try systemCall("KVM_SET_CPUID2") { ckvm_ioctl(fd, CKVM_SET_CPUID2, raw) }
     }
 
+    /// The special registers this vCPU had when KVM created it.
+    public func resetSpecialRegisters() throws -> kvm_sregs {
+        try vm.kvm.resetSpecialRegisters(of: self)
+    }
+
+    /// Sets the general registers for the next KVM_RUN: through kvm_run
+    /// where KVM supports it (no ioctl), else with KVM_SET_REGS now.
+    public func stageRegisters(_ regs: kvm_regs) throws {
+        guard vm.kvm.hasSyncRegisters else { return try setRegisters(regs) }
+        ckvm_run_sync_regs(run)!.pointee.regs = regs
+        run.pointee.kvm_dirty_regs |= CKVM_SYNC_X86_REGS
+    }
+
+    /// Sets the special registers for the next KVM_RUN, like `stageRegisters`.
+    public func stageSpecialRegisters(_ sregs: kvm_sregs) throws {
+        guard vm.kvm.hasSyncRegisters else { return try setSpecialRegisters(sregs) }
+        ckvm_run_sync_regs(run)!.pointee.sregs = sregs
+        run.pointee.kvm_dirty_regs |= CKVM_SYNC_X86_SREGS
+    }
+
     // MARK: Running
 
     /// Runs the vCPU until its next exit. Must be called from one thread at a

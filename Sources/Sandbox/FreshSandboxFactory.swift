@@ -103,11 +103,14 @@ public final class FreshSandboxFactory: @unchecked Sendable {
                 stock.ready.forEach(reaper.discard)
                 stocks[key] = nil
             }
-            if let (key, stock) = stocks.first(where: { $0.value.ready.count + $0.value.building < stockPerKey }) {
+            // Building while the reaper is behind would only add to the
+            // VMs that slow every other VM down.
+            if !reaper.isBehind,
+               let (key, stock) = stocks.first(where: { $0.value.ready.count + $0.value.building < stockPerKey }) {
                 stocks[key]!.building += 1
                 return (key, stock.image)
             }
-            _ = condition.wait(until: Date(timeIntervalSinceNow: Self.idleStockLifetime))
+            _ = condition.wait(until: Date(timeIntervalSinceNow: reaper.isBehind ? 0.001 : Self.idleStockLifetime))
         }
         return nil
     }

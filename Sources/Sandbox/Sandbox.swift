@@ -29,9 +29,11 @@ public final class Sandbox: @unchecked Sendable {
     /// Calls made since the sandbox was built or last reset.
     public private(set) var callsSinceReset = 0
 
-    let memory: GuestMemory
-    let vm: VM
+    // Released in this order: the vCPU and VM are closed before their
+    // memory is unmapped, which makes teardown cheaper.
     let vcpu: VCPU
+    let vm: VM
+    let memory: GuestMemory
     let initialSpecialRegisters: kvm_sregs
     let initialEvents: kvm_vcpu_events
     /// For recyclable sandboxes: the memory the host wrote at build time, so
@@ -75,13 +77,14 @@ public final class Sandbox: @unchecked Sendable {
             try image.elf.load(into: memory)
             try memory.store(layout.bootInfoRecord, at: GuestLayout.bootInfo)
             vcpu = try vm.makeVCPU()
-            var sregs = LongMode.specialRegisters(from: try vcpu.specialRegisters(), pageTableRoot: tables.root,
+            var sregs = LongMode.specialRegisters(from: try vcpu.resetSpecialRegisters(), pageTableRoot: tables.root,
                                                   descriptorTables: GuestLayout.descriptorTables)
             sregs.cr2 = Self.faultAddressSentinel
             initialSpecialRegisters = sregs
-            try vcpu.setSpecialRegisters(sregs)
+            try vcpu.stageSpecialRegisters(sregs)
             try vcpu.setFPU(LongMode.initialFPU())
-            initialEvents = try vcpu.events()
+            // Only a reset needs them, and only recyclable sandboxes reset.
+            initialEvents = configuration.recyclable ? try vcpu.events() : kvm_vcpu_events()
             let pages = Int(layout.memorySize) / GuestMemory.pageSize
             dirtyBitmap = [UInt64](repeating: 0, count: (pages + 63) / 64)
             if configuration.recyclable {
@@ -133,7 +136,7 @@ public final class Sandbox: @unchecked Sendable {
             if hostWroteHostCallArea {
                 try memory.zero(at: layout.hostCall.lowerBound, length: Int(page))
             }
-            try vcpu.setSpecialRegisters(initialSpecialRegisters)
+            try vcpu.stageSpecialRegisters(initialSpecialRegisters)
             try vcpu.setFPU(LongMode.initialFPU())
             try vcpu.setEvents(initialEvents)
             hostWrittenInput = 0
@@ -161,7 +164,7 @@ public final class Sandbox: @unchecked Sendable {
         try writeCall(function, input: input)
         callsSinceReset += 1
         do {
-            try vcpu.setRegisters(LongMode.registers(entry: image.elf.entry, stack: layout.stack.upperBound))
+            try vcpu.stageRegisters(LongMode.registers(entry: image.elf.entry, stack: layout.stack.upperBound))
         } catch {
             status = .unrecoverable
             throw .hostFailure(error)

@@ -11,6 +11,9 @@ final class Watchdog: @unchecked Sendable {
     private var entries: [UInt64: (deadline: UInt64, action: () -> Void)] = [:]
     private var nextToken: UInt64 = 1
     private var thread = pthread_t()
+    /// The deadline the thread sleeps until; arming a later one needs no
+    /// wake-up (and a wake-up per call costs a futex round trip).
+    private var sleepingUntil: UInt64 = .max
 
     private init() {
         pthread_mutex_init(&mutex, nil)
@@ -41,8 +44,9 @@ final class Watchdog: @unchecked Sendable {
         defer { pthread_mutex_unlock(&mutex) }
         let token = nextToken
         nextToken += 1
-        entries[token] = (Self.now() &+ nanoseconds, action)
-        pthread_cond_signal(&condition)
+        let deadline = Self.now() &+ nanoseconds
+        entries[token] = (deadline, action)
+        if deadline < sleepingUntil { pthread_cond_signal(&condition) }
         return token
     }
 
@@ -61,9 +65,11 @@ final class Watchdog: @unchecked Sendable {
                 entry.action()
             }
             if let next = entries.values.map(\.deadline).min() {
+                sleepingUntil = next
                 var spec = timespec(tv_sec: Int(next / 1_000_000_000), tv_nsec: Int(next % 1_000_000_000))
                 pthread_cond_timedwait(&condition, &mutex, &spec)
             } else {
+                sleepingUntil = .max
                 pthread_cond_wait(&condition, &mutex)
             }
         }

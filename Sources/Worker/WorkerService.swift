@@ -105,7 +105,14 @@ public final class WorkerService: @unchecked Sendable {
         }
         guard let listener else { return }
 
-        let reaper = SandboxReaper()
+        // One idle VM with a vCPU, alive as long as the worker: the kernel
+        // does costly work (code patching on every CPU) when the first VM of
+        // a process appears and the last one goes, which would otherwise be
+        // paid per job whenever no other VM happens to be open.
+        let resident = try kvm.makeVM()
+        let residentVCPU = try resident.makeVCPU()
+        defer { withExtendedLifetime((resident, residentVCPU)) {} }
+        let reaper = SandboxReaper(bound: 2 * configuration.concurrency)
         let limit = try HostCreationLimit(slots: configuration.vmCreationSlotsPerHost)
         let fresh = FreshSandboxFactory(kvm: kvm, creators: configuration.vmCreators,
                                         stockPerKey: configuration.freshVMStock ?? min(configuration.concurrency, 4),
