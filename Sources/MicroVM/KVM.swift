@@ -18,6 +18,12 @@ public final class KVM: @unchecked Sendable {
     public let hasSyncRegisters: Bool
     /// A new vCPU's special registers, read once: every vCPU starts the same.
     private let resetState = Mutex<kvm_sregs?>(nil)
+    /// Whether vCPUs need KVM's CPUID table installed before they accept the
+    /// long-mode state (bare KVM checks CR4 bits against the guest's CPUID;
+    /// the nested hypervisor here does not). KVM_SET_CPUID2 costs ~50 µs per
+    /// vCPU, a tenth of a fresh VM, so it is skipped where it is not needed.
+    /// Found out once, on first use.
+    private let cpuidRequirement = Mutex<Bool?>(nil)
 
     public init(path: String = KVM.devicePath) throws {
         let fd = open(path, O_RDWR | O_CLOEXEC)
@@ -49,6 +55,20 @@ public final class KVM: @unchecked Sendable {
     }
 
     deinit { close(fd) }
+
+    var vcpusNeedCPUID: Bool {
+        get throws {
+            if let known = cpuidRequirement.withLock({ $0 }) { return known }
+            let vm = try makeVM()
+            let probe = try vm.makeVCPU(installingCPUID: false)
+            let longMode = LongMode.specialRegisters(from: try probe.specialRegisters(), pageTableRoot: 0,
+                                                     descriptorTables: 0)
+            var sregs = longMode
+            let needed = ckvm_ioctl(probe.fd, CKVM_SET_SREGS, &sregs) != 0
+            cpuidRequirement.withLock { $0 = needed }
+            return needed
+        }
+    }
 
     /// The special registers of a vCPU fresh from KVM_CREATE_VCPU, read from
     /// `vcpu` the first time and remembered.

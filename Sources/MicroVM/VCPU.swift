@@ -15,7 +15,7 @@ public final class VCPU: @unchecked Sendable {
     /// and whether a stop was asked for since the last `clearStop()`.
     private let runState = Mutex<(thread: pthread_t?, stopRequested: Bool)>((nil, false))
 
-    init(fd: Int32, vm: VM) throws {
+    init(fd: Int32, vm: VM, installingCPUID: Bool) throws {
         let size = vm.kvm.vcpuMappingSize
         let pointer = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let pointer, pointer != MAP_FAILED else {
@@ -26,7 +26,7 @@ public final class VCPU: @unchecked Sendable {
         self.mapping = pointer
         self.mappingSize = size
         self.run = ckvm_run(pointer)
-        try setCPUID(vm.kvm.supportedCPUID)
+        if installingCPUID { try setCPUID(vm.kvm.supportedCPUID) }
     }
 
     deinit {

@@ -40,9 +40,13 @@ public final class VM: @unchecked Sendable {
     }
 
     public func makeVCPU(id: UInt32 = 0) throws -> VCPU {
+        try makeVCPU(id: id, installingCPUID: kvm.vcpusNeedCPUID)
+    }
+
+    func makeVCPU(id: UInt32 = 0, installingCPUID: Bool) throws -> VCPU {
         let vcpuFD = try systemCall("KVM_CREATE_VCPU") { ckvm_ioctl_value(fd, CKVM_CREATE_VCPU, UInt(id)) }
         do {
-            return try VCPU(fd: vcpuFD, vm: self)
+            return try VCPU(fd: vcpuFD, vm: self, installingCPUID: installingCPUID)
         } catch {
             close(vcpuFD)
             throw error
