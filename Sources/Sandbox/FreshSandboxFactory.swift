@@ -74,9 +74,7 @@ public final class FreshSandboxFactory: @unchecked Sendable {
         if ready != nil { servedFromStock += 1 }
         condition.unlock()
         if let ready { return ready }
-        let sandbox = try limit.withSlot { () throws(SandboxError) -> Sandbox in
-            try Sandbox(kvm: kvm, image: image, configuration: configuration, logger: logger)
-        }
+        let sandbox = try limit.makeSandbox(kvm: kvm, image: image, configuration: configuration, logger: logger)
         condition.lock()
         created += 1
         condition.unlock()
@@ -119,9 +117,7 @@ public final class FreshSandboxFactory: @unchecked Sendable {
         while let (key, image) = nextToBuild() {
             let built: Sandbox?
             do {
-                built = try limit.withSlot { () throws(SandboxError) -> Sandbox in
-                    try Sandbox(kvm: kvm, image: image, configuration: key.configuration, logger: logger)
-                }
+                built = try limit.makeSandbox(kvm: kvm, image: image, configuration: key.configuration, logger: logger)
             } catch {
                 logger.error("building a VM ahead of demand failed", metadata: ["guest": "\(image.name)", "error": "\(error)"])
                 built = nil

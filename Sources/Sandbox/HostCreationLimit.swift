@@ -1,5 +1,7 @@
 import Foundation
 import Glibc
+import Logging
+import MicroVM
 
 /// Bounds how many threads on this host build VMs at once, across every
 /// hl-worker process. VM creation here does not scale with cores and gets
@@ -37,6 +39,14 @@ public final class HostCreationLimit: @unchecked Sendable {
         let fd = acquire()
         defer { flock(fd, LOCK_UN) }
         return try body()
+    }
+
+    /// Builds a sandbox holding a slot: every VM a worker creates is built here.
+    public func makeSandbox(kvm: KVM, image: GuestImage, configuration: SandboxConfiguration,
+                            logger: Logger) throws(SandboxError) -> Sandbox {
+        try withSlot { () throws(SandboxError) -> Sandbox in
+            try Sandbox(kvm: kvm, image: image, configuration: configuration, logger: logger)
+        }
     }
 
     private func acquire() -> Int32 {

@@ -57,9 +57,7 @@ public final class RecycledSandboxPool: @unchecked Sendable {
         if found != nil { reused += 1 }
         lock.unlock()
         if let found { return found }
-        let sandbox = try limit.withSlot { () throws(SandboxError) -> Sandbox in
-            try Sandbox(kvm: kvm, image: image, configuration: configuration, logger: logger)
-        }
+        let sandbox = try limit.makeSandbox(kvm: kvm, image: image, configuration: configuration, logger: logger)
         lock.lock()
         created += 1
         lock.unlock()

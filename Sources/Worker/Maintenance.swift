@@ -83,7 +83,7 @@ final class Maintenance: @unchecked Sendable {
                 nextPrune = Date(timeIntervalSinceNow: configuration.pruneInterval)
             }
             condition.lock()
-            if !stopped { condition.wait(until: Date(timeIntervalSinceNow: configuration.heartbeatInterval)) }
+            if !stopped { _ = condition.wait(until: Date(timeIntervalSinceNow: configuration.heartbeatInterval)) }
             let done = stopped
             condition.unlock()
             if done { return }
