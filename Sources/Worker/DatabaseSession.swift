@@ -55,7 +55,10 @@ final class DatabaseSession: @unchecked Sendable {
     private func connected() throws -> JobStore {
         if let store, store.connection.isConnected { return store }
         do {
-            let connection = try PGConnection(conninfo: url, logger: logger)
+            // TCP keepalives and a user timeout, as the listener uses, so a
+            // server lost without a FIN (a dead host) fails a call in well
+            // under a minute instead of hanging the thread.
+            let connection = try PGConnection(conninfo: url, defaults: NotificationListener.connectionDefaults, logger: logger)
             let fresh = JobStore(connection: connection, backoff: backoff)
             if store != nil || lastFailure != nil {
                 metrics.databaseReconnects.increment()
