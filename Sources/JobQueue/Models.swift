@@ -85,6 +85,12 @@ public enum JobOutcome: Sendable, Equatable {
     case failed(id: Int64, attempt: Int, workerID: String, kind: String, message: String, retryable: Bool)
     /// Appends a `cancelled` error and ends the job cancelled.
     case cancelled(id: Int64, attempt: Int, workerID: String, message: String)
+
+    public var id: Int64 {
+        switch self {
+        case .completed(let id, _, _, _), .failed(let id, _, _, _, _, _), .cancelled(let id, _, _, _): return id
+        }
+    }
 }
 
 /// How long to wait before retrying a failed job: `baseSeconds × 2^attempt`,

@@ -29,8 +29,6 @@ public final class FreshSandboxFactory: @unchecked Sendable {
     private var stopped = false
     /// Sandboxes built, in stock or inline.
     public private(set) var created = 0
-    /// Takes served from stock rather than built on the spot.
-    public private(set) var servedFromStock = 0
 
     /// Stock unused for this long is torn down.
     public static let idleStockLifetime: TimeInterval = 30
@@ -71,7 +69,6 @@ public final class FreshSandboxFactory: @unchecked Sendable {
         let ready = stock.ready.popLast()
         stocks[key] = stock
         condition.broadcast()
-        if ready != nil { servedFromStock += 1 }
         condition.unlock()
         if let ready { return ready }
         let sandbox = try limit.makeSandbox(kvm: kvm, image: image, configuration: configuration, logger: logger)
@@ -84,12 +81,6 @@ public final class FreshSandboxFactory: @unchecked Sendable {
     /// Hands a used sandbox to the reaper.
     public func discard(_ sandbox: Sandbox) {
         reaper.discard(sandbox)
-    }
-
-    public var stocked: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return stocks.values.reduce(0) { $0 + $1.ready.count }
     }
 
     private func nextToBuild() -> (Key, GuestImage)? {

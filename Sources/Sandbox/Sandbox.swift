@@ -26,8 +26,6 @@ public final class Sandbox: @unchecked Sendable {
     public let configuration: SandboxConfiguration
     public let layout: GuestLayout
     public private(set) var status: Status = .ready
-    /// Calls made since the sandbox was built or last reset.
-    public private(set) var callsSinceReset = 0
 
     // Released in this order: the vCPU and VM are closed before their
     // memory is unmapped, which makes teardown cheaper.
@@ -141,7 +139,6 @@ public final class Sandbox: @unchecked Sendable {
             try vcpu.setEvents(initialEvents)
             hostWrittenInput = 0
             hostWroteHostCallArea = false
-            callsSinceReset = 0
             status = .ready
             return restored
         } catch let error as KVMError {
@@ -162,7 +159,6 @@ public final class Sandbox: @unchecked Sendable {
         }
         try limits.validate()
         try writeCall(function, input: input)
-        callsSinceReset += 1
         do {
             try vcpu.stageRegisters(LongMode.registers(entry: image.elf.entry, stack: layout.stack.upperBound))
         } catch {

@@ -11,10 +11,9 @@ import Foundation
 public final class SandboxReaper: @unchecked Sendable {
     private let condition = NSCondition()
     private var pending: [Sandbox] = []
+    /// 1 while the reaper thread is tearing one down: it still counts.
+    private var tearingDown = 0
     public let bound: Int
-    public private(set) var reaped = 0
-    /// Sandboxes torn down by their caller because the backlog was full.
-    public private(set) var reapedInline = 0
 
     public init(bound: Int = 16) {
         precondition(bound >= 1, "the reaper's backlog bound must be positive")
@@ -26,8 +25,7 @@ public final class SandboxReaper: @unchecked Sendable {
 
     public func discard(_ sandbox: Sandbox) {
         condition.lock()
-        guard pending.count < bound else {
-            reapedInline += 1
+        guard pending.count + tearingDown < bound else {
             condition.unlock()
             return  // the caller's reference is the last: teardown happens as it returns
         }
@@ -40,27 +38,20 @@ public final class SandboxReaper: @unchecked Sendable {
     public var isBehind: Bool {
         condition.lock()
         defer { condition.unlock() }
-        return pending.count >= bound
-    }
-
-    /// Sandboxes handed over but not yet torn down.
-    public var backlog: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return pending.count
+        return pending.count + tearingDown >= bound
     }
 
     private func loop() {
         while true {
             condition.lock()
             while pending.isEmpty { condition.wait() }
-            var batch = pending
-            pending.removeAll()
+            let next = pending.removeFirst()
+            tearingDown = 1
             condition.unlock()
-            let count = batch.count
-            batch.removeAll()  // the last references: deinit closes fds and unmaps memory here
+            // The last reference: deinit closes fds and unmaps memory here.
+            withExtendedLifetime(next) {}
             condition.lock()
-            reaped += count
+            tearingDown = 0
             condition.unlock()
         }
     }

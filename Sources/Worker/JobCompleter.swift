@@ -42,7 +42,7 @@ final class JobCompleter: @unchecked Sendable {
     var pendingIDs: Set<Int64> {
         condition.lock()
         defer { condition.unlock() }
-        return Set(pending.map(\.jobID)).union(writingIDs)
+        return Set(pending.map(\.id)).union(writingIDs)
     }
 
     /// Waits until everything added so far is written, or `timeout` passes.
@@ -76,7 +76,7 @@ final class JobCompleter: @unchecked Sendable {
             let batch = Array(pending.prefix(Self.batchLimit))
             pending.removeFirst(batch.count)
             writing = batch.count
-            writingIDs = Set(batch.map(\.jobID))
+            writingIDs = Set(batch.map(\.id))
             condition.unlock()
 
             let written = session.runRetrying(shouldStop: { [unowned self] in
@@ -93,14 +93,6 @@ final class JobCompleter: @unchecked Sendable {
             writingIDs = []
             condition.broadcast()
             condition.unlock()
-        }
-    }
-}
-
-extension JobOutcome {
-    var jobID: Int64 {
-        switch self {
-        case .completed(let id, _, _, _), .failed(let id, _, _, _, _, _), .cancelled(let id, _, _, _): return id
         }
     }
 }

@@ -37,11 +37,6 @@ final class JobRunner: @unchecked Sendable {
         self.logger = logger
     }
 
-    /// The benchmark baseline's answer, computed without a VM.
-    struct InProcess: Error {
-        var result: String
-    }
-
     private func inProcessEcho(_ job: ClaimedJob) throws -> String {
         guard job.function == "echo" else {
             throw Rejection(kind: "unknown_function", message: "without a VM only echo can run")
@@ -62,76 +57,10 @@ final class JobRunner: @unchecked Sendable {
         let job = prepared.job
         let started = Date()
         metrics.queueWait.recordSeconds(max(0, started.timeIntervalSince(prepared.claimedAt)))
-        let outcome: RunOutcome
-        var errorKind: String?
-        do {
-            let (program, sandboxConfiguration, limits, mode) = try plan(prepared)
-            if mode == .novm {
-                throw InProcess(result: try inProcessEcho(job))
-            }
-            let sandbox = try (mode == .recycled ? recycled.take(program, configuration: sandboxConfiguration)
-                                                 : fresh.take(program, configuration: sandboxConfiguration))
-            metrics.vmsAcquired(mode)
-            defer {
-                if mode == .recycled {
-                    let resetStart = Date()
-                    recycled.giveBack(sandbox)
-                    metrics.resetTime.recordSeconds(Date().timeIntervalSince(resetStart))
-                } else {
-                    fresh.discard(sandbox)
-                }
-            }
-            switch control.begin(job.id, sandbox: sandbox) {
-            case .run: break
-            case .cancelled: throw SandboxError.cancelled
-            case .shuttingDown: throw HandBack()
-            }
-            let result = Result { () throws(SandboxError) -> [UInt8] in
-                try sandbox.call(job.function, input: Array(job.argsJSON.utf8), limits: limits)
-            }
-            let stoppedForShutdown = control.end()
-            switch result {
-            case .success(let bytes):
-                guard JSONValidator.isValid(bytes) else {
-                    throw SandboxError.invalidOutput("the guest returned \(bytes.count) bytes that are not JSON")
-                }
-                outcome = .finished(.completed(id: job.id, attempt: job.attempt, workerID: configuration.workerID,
-                                               resultJSON: String(decoding: bytes, as: UTF8.self)))
-            case .failure(.cancelled) where stoppedForShutdown:
-                outcome = .handBack(job.attemptRef)
-            case .failure(let error):
-                throw error
-            }
-        } catch let inProcess as InProcess {
-            outcome = .finished(.completed(id: job.id, attempt: job.attempt, workerID: configuration.workerID,
-                                           resultJSON: inProcess.result))
-        } catch is HandBack {
-            outcome = .handBack(job.attemptRef)
-        } catch let rejection as Rejection {
-            errorKind = rejection.kind
-            outcome = .finished(.failed(id: job.id, attempt: job.attempt, workerID: configuration.workerID,
-                                        kind: rejection.kind, message: rejection.message, retryable: false))
-        } catch let error as SandboxError {
-            errorKind = error.kind
-            if case .cancelled = error {
-                outcome = .finished(.cancelled(id: job.id, attempt: job.attempt, workerID: configuration.workerID,
-                                               message: "cancelled while running"))
-            } else {
-                if case .host = error {
-                    logger.error("host failure running a job", metadata: ["job": "\(job.id)", "error": "\(error)"])
-                }
-                outcome = .finished(.failed(id: job.id, attempt: job.attempt, workerID: configuration.workerID,
-                                            kind: error.kind, message: error.message, retryable: error.isRetryable))
-            }
-        } catch {
-            errorKind = "host_error"
-            outcome = .finished(.failed(id: job.id, attempt: job.attempt, workerID: configuration.workerID,
-                                        kind: "host_error", message: "\(error)", retryable: true))
-        }
-        control.end()
+        let outcome = self.outcome(of: prepared, control: control)
         let duration = Date().timeIntervalSince(started)
         metrics.runTime.recordSeconds(duration)
-        metrics.record(outcome, errorKind: errorKind)
+        metrics.record(outcome)
         var metadata: Logger.Metadata = [
             "job": "\(job.id)", "attempt": "\(job.attempt)", "queue": "\(job.queue)", "guest": "\(job.guest)",
             "function": "\(job.function)", "duration_ms": "\(Int((duration * 1000).rounded()))",
@@ -150,6 +79,77 @@ final class JobRunner: @unchecked Sendable {
             logger.info("job handed back at shutdown", metadata: metadata)
         }
         return outcome
+    }
+
+    /// Runs the job and says how it ended; every failure becomes an outcome.
+    private func outcome(of prepared: PreparedJob, control: SlotControl) -> RunOutcome {
+        let job = prepared.job
+        let workerID = configuration.workerID
+        do {
+            let (program, sandboxConfiguration, limits, mode) = try plan(prepared)
+            if mode == .novm {
+                return .finished(.completed(id: job.id, attempt: job.attempt, workerID: workerID,
+                                            resultJSON: try inProcessEcho(job)))
+            }
+            return try runInSandbox(job, program: program, configuration: sandboxConfiguration, limits: limits,
+                                    mode: mode, control: control)
+        } catch is HandBack {
+            return .handBack(job.attemptRef)
+        } catch let rejection as Rejection {
+            return .finished(.failed(id: job.id, attempt: job.attempt, workerID: workerID,
+                                     kind: rejection.kind, message: rejection.message, retryable: false))
+        } catch SandboxError.cancelled {
+            return .finished(.cancelled(id: job.id, attempt: job.attempt, workerID: workerID,
+                                        message: "cancelled while running"))
+        } catch let error as SandboxError {
+            if case .host = error {
+                logger.error("host failure running a job", metadata: ["job": "\(job.id)", "error": "\(error)"])
+            }
+            return .finished(.failed(id: job.id, attempt: job.attempt, workerID: workerID,
+                                     kind: error.kind, message: error.message, retryable: error.isRetryable))
+        } catch {
+            return .finished(.failed(id: job.id, attempt: job.attempt, workerID: workerID,
+                                     kind: "host_error", message: "\(error)", retryable: true))
+        }
+    }
+
+    /// One call in a fresh or recycled sandbox, which goes back to its
+    /// factory or pool whatever happens.
+    private func runInSandbox(_ job: ClaimedJob, program: GuestProgram, configuration sandboxConfiguration: SandboxConfiguration,
+                              limits: CallLimits, mode: WorkerConfiguration.VMMode, control: SlotControl) throws -> RunOutcome {
+        let sandbox = try (mode == .recycled ? recycled.take(program, configuration: sandboxConfiguration)
+                                             : fresh.take(program, configuration: sandboxConfiguration))
+        metrics.vmsAcquired(mode)
+        defer {
+            if mode == .recycled {
+                let resetStart = Date()
+                recycled.giveBack(sandbox)
+                metrics.resetTime.recordSeconds(Date().timeIntervalSince(resetStart))
+            } else {
+                fresh.discard(sandbox)
+            }
+        }
+        switch control.begin(job.id, sandbox: sandbox) {
+        case .run: break
+        case .cancelled: throw SandboxError.cancelled
+        case .shuttingDown: throw HandBack()
+        }
+        let result = Result { () throws(SandboxError) -> [UInt8] in
+            try sandbox.call(job.function, input: Array(job.argsJSON.utf8), limits: limits)
+        }
+        let stoppedForShutdown = control.end()
+        switch result {
+        case .success(let bytes):
+            guard JSONValidator.isValid(bytes) else {
+                throw SandboxError.invalidOutput("the guest returned \(bytes.count) bytes that are not JSON")
+            }
+            return .finished(.completed(id: job.id, attempt: job.attempt, workerID: configuration.workerID,
+                                        resultJSON: String(decoding: bytes, as: UTF8.self)))
+        case .failure(.cancelled) where stoppedForShutdown:
+            return .handBack(job.attemptRef)
+        case .failure(let error):
+            throw error
+        }
     }
 
     /// Checks a job's row and works out what to run it in. Limits above the
@@ -260,12 +260,5 @@ final class CancellationRegistry: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return ids.remove(id) != nil
-    }
-
-    /// Forgets ids of jobs no longer here.
-    func retain(only live: Set<Int64>) {
-        lock.lock()
-        ids.formIntersection(live)
-        lock.unlock()
     }
 }

@@ -36,7 +36,7 @@ final class WorkerMetrics: @unchecked Sendable {
         }
     }
 
-    func record(_ outcome: RunOutcome, errorKind: String?) {
+    func record(_ outcome: RunOutcome) {
         switch outcome {
         case .finished(.completed): completed.increment()
         case .finished(.cancelled): cancelled.increment()

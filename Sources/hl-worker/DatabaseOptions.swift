@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JobQueue
+import Sandbox
 
 /// The database flag shared by every command that talks to PostgreSQL.
 /// swift-argument-parser does not read the environment, so DATABASE_URL is
@@ -29,6 +30,9 @@ func reportingFailures(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let error as CommandError {
+        FileHandle.standardError.write(Data("\(error.kind): \(error.message)\n".utf8))
+        throw ExitCode(1)
+    } catch let error as SandboxError {
         FileHandle.standardError.write(Data("\(error.kind): \(error.message)\n".utf8))
         throw ExitCode(1)
     } catch let error as ExitCode {

@@ -21,7 +21,9 @@ struct JSONLogHandler: LogHandler {
     let label: String
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
+    /// Guards stderr and the formatter, which one line at a time uses.
     private static let lock = NSLock()
+    nonisolated(unsafe) private static let timeFormatter = ISO8601DateFormatter()
 
     init(label: String) {
         self.label = label
@@ -38,13 +40,13 @@ struct JSONLogHandler: LogHandler {
         let explicit = event.metadata
         var fields: [String: String] = [:]
         for (key, value) in metadata.merging(explicit ?? [:], uniquingKeysWith: { $1 }) { fields[key] = "\(value)" }
-        fields["time"] = ISO8601DateFormatter().string(from: Date())
         fields["level"] = level.rawValue
         fields["label"] = label
         fields["message"] = message.description
-        guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) else { return }
         Self.lock.lock()
+        defer { Self.lock.unlock() }
+        fields["time"] = Self.timeFormatter.string(from: Date())
+        guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) else { return }
         FileHandle.standardError.write(data + Data("\n".utf8))
-        Self.lock.unlock()
     }
 }

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import Logging
 import MicroVM
 import Sandbox
 import Worker
@@ -27,16 +26,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "fresh or recycled.") var vm: String = "fresh"
 
     func run() throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        do {
-            let result = try callRepeatedly()
-            print(String(decoding: result, as: UTF8.self))
-        } catch let error as SandboxError {
-            FileHandle.standardError.write(Data("\(error.kind): \(error.message)\n".utf8))
-            throw ExitCode(1)
-        } catch let error as CommandError {
-            FileHandle.standardError.write(Data("\(error.kind): \(error.message)\n".utf8))
-            throw ExitCode(1)
+        try reportingFailures {
+            try LogSetup.bootstrap(format: "text")
+            print(String(decoding: try callRepeatedly(), as: UTF8.self))
         }
     }
 
@@ -69,7 +61,6 @@ struct RunCommand: ParsableCommand {
             if mode == .recycled {
                 let sandbox = try recycled ?? Sandbox(kvm: kvm, image: image, configuration: configuration)
                 recycled = sandbox
-                if sandbox.status != .ready || sandbox.callsSinceReset > 0 { try sandbox.reset() }
                 result = try sandbox.call(function, input: input, limits: limits)
                 try sandbox.reset()
             } else {
