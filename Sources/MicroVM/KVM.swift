@@ -24,6 +24,14 @@ public final class KVM: @unchecked Sendable {
     /// vCPU, a tenth of a fresh VM, so it is skipped where it is not needed.
     /// Found out once, on first use.
     private let cpuidRequirement = Mutex<Bool?>(nil)
+    /// Bytes of a vCPU's XSAVE area as KVM_GET_XSAVE2 writes it (4096 where
+    /// KVM has only KVM_GET_XSAVE).
+    let extendedStateSize: Int
+    /// Which of `ReachableMSR.candidates` this KVM reads and writes, found
+    /// once on the first vCPU whose state is captured.
+    private let readableMSRList = Mutex<[UInt32]?>(nil)
+    /// What CPL3 code can use on this host, found once by running a probe.
+    private let guestFeatures = Mutex<GuestCPUFeatures?>(nil)
 
     public init(path: String = KVM.devicePath) throws {
         let fd = open(path, O_RDWR | O_CLOEXEC)
@@ -32,7 +40,10 @@ public final class KVM: @unchecked Sendable {
             let version = try systemCall("KVM_GET_API_VERSION") { ckvm_ioctl_value(fd, CKVM_GET_API_VERSION, 0) }
             guard version == KVM_API_VERSION else { throw KVMError.unsupportedAPIVersion(version) }
             for (capability, name) in [(KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"),
-                                       (KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY")] {
+                                       (KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"),
+                                       (KVM_CAP_XSAVE, "KVM_CAP_XSAVE"), (KVM_CAP_XCRS, "KVM_CAP_XCRS"),
+                                       (KVM_CAP_DEBUGREGS, "KVM_CAP_DEBUGREGS"),
+                                       (KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS")] {
                 let present = try systemCall("KVM_CHECK_EXTENSION") {
                     ckvm_ioctl_value(fd, CKVM_CHECK_EXTENSION, UInt(capability))
                 }
@@ -42,6 +53,8 @@ public final class KVM: @unchecked Sendable {
                 ckvm_ioctl_value(fd, CKVM_GET_VCPU_MMAP_SIZE, 0)
             })
             supportedCPUID = try KVM.readSupportedCPUID(fd)
+            let xsave2 = ckvm_ioctl_value(fd, CKVM_CHECK_EXTENSION, UInt(KVM_CAP_XSAVE2))
+            extendedStateSize = max(Int(xsave2), MemoryLayout<kvm_xsave>.size)
             let syncMask = ckvm_ioctl_value(fd, CKVM_CHECK_EXTENSION, UInt(KVM_CAP_SYNC_REGS))
             hasSyncRegisters = syncMask > 0 && UInt64(syncMask) & (CKVM_SYNC_X86_REGS | CKVM_SYNC_X86_SREGS)
                 == (CKVM_SYNC_X86_REGS | CKVM_SYNC_X86_SREGS)
@@ -68,6 +81,31 @@ public final class KVM: @unchecked Sendable {
             cpuidRequirement.withLock { $0 = needed }
             return needed
         }
+    }
+
+    /// The MSRs among `ReachableMSR.candidates` that KVM reads for `vcpu`,
+    /// found the first time and remembered.
+    func readableMSRs(using vcpu: VCPU) throws -> [UInt32] {
+        if let known = readableMSRList.withLock({ $0 }) { return known }
+        var readable: [UInt32] = []
+        for index in ReachableMSR.candidates {
+            var count = 0
+            _ = try vcpu.modelSpecificRegisters([index], count: &count)
+            if count == 1 { readable.append(index) }
+        }
+        readableMSRList.withLock { $0 = readable }
+        return readable
+    }
+
+    /// What guest code at CPL3 can use on this host. `cpuid` answers zeros
+    /// to guests here, and the nested hypervisor applies the host's CR4 and
+    /// XCR0 whatever the VM asks for, so the only way to know is to try:
+    /// the first call runs `GuestCPUFeatures.probe` and remembers its answer.
+    public func guestCPUFeatures() throws -> GuestCPUFeatures {
+        if let known = guestFeatures.withLock({ $0 }) { return known }
+        let found = try GuestCPUFeatures.probe(self)
+        guestFeatures.withLock { $0 = found }
+        return found
     }
 
     /// The special registers of a vCPU fresh from KVM_CREATE_VCPU, read from

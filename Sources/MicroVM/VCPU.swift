@@ -58,17 +58,6 @@ public final class VCPU: @unchecked Sendable {
         try systemCall("KVM_SET_SREGS") { ckvm_ioctl(fd, CKVM_SET_SREGS, &sregs) }
     }
 
-    public func fpu() throws -> kvm_fpu {
-        var fpu = kvm_fpu()
-        try systemCall("KVM_GET_FPU") { ckvm_ioctl(fd, CKVM_GET_FPU, &fpu) }
-        return fpu
-    }
-
-    public func setFPU(_ fpu: kvm_fpu) throws {
-        var fpu = fpu
-        try systemCall("KVM_SET_FPU") { ckvm_ioctl(fd, CKVM_SET_FPU, &fpu) }
-    }
-
     public func events() throws -> kvm_vcpu_events {
         var events = kvm_vcpu_events()
         try systemCall("KVM_GET_VCPU_EVENTS") { ckvm_ioctl(fd, CKVM_GET_VCPU_EVENTS, &events) }

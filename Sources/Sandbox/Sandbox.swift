@@ -32,8 +32,9 @@ public final class Sandbox: @unchecked Sendable {
     let vcpu: VCPU
     let vm: VM
     let memory: GuestMemory
-    let initialSpecialRegisters: kvm_sregs
-    let initialEvents: kvm_vcpu_events
+    /// For recyclable sandboxes: the whole vCPU state as built, which every
+    /// reset puts back as one value.
+    let initialState: VCPUState?
     /// For recyclable sandboxes: the memory the host wrote at build time, so
     /// a reset can put back any of it the guest changed.
     let snapshot: MemorySnapshot?
@@ -68,31 +69,36 @@ public final class Sandbox: @unchecked Sendable {
             try vm.map(memory, logDirtyPages: configuration.recyclable)
             try LongMode.writeDescriptorTables(into: memory, at: GuestLayout.descriptorTables)
             var tables = try PageTableBuilder(memory: memory, areaStart: GuestLayout.pageTableArea,
-                                              areaEnd: GuestLayout.bootInfo)
+                                              areaEnd: GuestLayout.entryStub)
             for mapping in layout.mappings(imageMappings: image.pageMappings) {
                 try tables.map(mapping)
             }
             try image.elf.load(into: memory)
-            try memory.store(layout.bootInfoRecord, at: GuestLayout.bootInfo)
+            let features = try kvm.guestCPUFeatures()
+            try memory.write(EntryStub.page(target: image.elf.entry, features: features), at: GuestLayout.entryStub)
+            try memory.store(layout.bootInfoRecord(features: features), at: GuestLayout.bootInfo)
             vcpu = try vm.makeVCPU()
             var sregs = LongMode.specialRegisters(from: try vcpu.resetSpecialRegisters(), pageTableRoot: tables.root,
                                                   descriptorTables: GuestLayout.descriptorTables)
             sregs.cr2 = Self.faultAddressSentinel
-            initialSpecialRegisters = sregs
-            try vcpu.stageSpecialRegisters(sregs)
-            try vcpu.setFPU(LongMode.initialFPU())
-            // Only a reset needs them, and only recyclable sandboxes reset.
-            initialEvents = configuration.recyclable ? try vcpu.events() : kvm_vcpu_events()
             let pages = Int(layout.memorySize) / GuestMemory.pageSize
             dirtyBitmap = [UInt64](repeating: 0, count: (pages + 63) / 64)
             if configuration.recyclable {
+                // Set with ioctls rather than staged, so the capture reads
+                // the state the first call will start from.
+                try vcpu.setSpecialRegisters(sregs)
+                try vcpu.setRegisters(LongMode.registers(entry: GuestLayout.entryStub, stack: layout.stack.upperBound))
+                initialState = try vcpu.captureState()
                 snapshot = try MemorySnapshot(memory: memory, ranges: [
                     GuestLayout.descriptorTables..<(GuestLayout.pageTableArea + tables.used),
-                    GuestLayout.bootInfo..<layout.image.upperBound,
+                    GuestLayout.entryStub..<layout.image.upperBound,
                 ])
                 // Start the log from a clean slate.
                 try vm.takeDirtyLog(into: &dirtyBitmap)
             } else {
+                // A fresh sandbox runs once; KVM's new vCPU is its state.
+                try vcpu.stageSpecialRegisters(sregs)
+                initialState = nil
                 snapshot = nil
             }
         } catch let error as KVMError {
@@ -106,12 +112,12 @@ public final class Sandbox: @unchecked Sendable {
 
     /// Puts a recyclable sandbox back to the state it was built in: every
     /// page the guest or the host wrote since is restored from the snapshot
-    /// (or zeroed where the snapshot has nothing), and every register the
-    /// guest could change is reloaded. Works after any call, including one
+    /// (or zeroed where the snapshot has nothing), and the vCPU's whole
+    /// state is restored as one value. Works after any call, including one
     /// that crashed, timed out or was cancelled. Returns the pages restored.
     @discardableResult
     public func reset() throws(SandboxError) -> Int {
-        guard let snapshot, status != .unrecoverable else {
+        guard let snapshot, let initialState, status != .unrecoverable else {
             throw .host(.invalidArgument("this sandbox cannot be reset"))
         }
         do {
@@ -134,9 +140,7 @@ public final class Sandbox: @unchecked Sendable {
             if hostWroteHostCallArea {
                 try memory.zero(at: layout.hostCall.lowerBound, length: Int(page))
             }
-            try vcpu.stageSpecialRegisters(initialSpecialRegisters)
-            try vcpu.setFPU(LongMode.initialFPU())
-            try vcpu.setEvents(initialEvents)
+            try vcpu.restore(initialState)
             hostWrittenInput = 0
             hostWroteHostCallArea = false
             status = .ready
@@ -160,7 +164,9 @@ public final class Sandbox: @unchecked Sendable {
         try limits.validate()
         try writeCall(function, input: input)
         do {
-            try vcpu.stageRegisters(LongMode.registers(entry: image.elf.entry, stack: layout.stack.upperBound))
+            // Every call enters through the host's stub, which establishes
+            // what the hypervisor does not and then jumps to e_entry.
+            try vcpu.stageRegisters(LongMode.registers(entry: GuestLayout.entryStub, stack: layout.stack.upperBound))
         } catch {
             status = .unrecoverable
             throw .hostFailure(error)

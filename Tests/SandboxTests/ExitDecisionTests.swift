@@ -71,8 +71,8 @@ final class GuestLayoutTests: XCTestCase {
         }
         XCTAssertEqual(layout.stack.upperBound, 16 << 20 - 0x1000)
         XCTAssertEqual(layout.stack.upperBound % 16, 0)
-        XCTAssertEqual(layout.bootInfoRecord.heap_start, layout.heap.lowerBound)
-        XCTAssertEqual(layout.bootInfoRecord.magic, UInt64(HL_BOOT_MAGIC))
+        XCTAssertEqual(layout.bootInfoRecord(features: .init(xsaveMask: 0, fsgsBase: false)).heap_start, layout.heap.lowerBound)
+        XCTAssertEqual(layout.bootInfoRecord(features: .init(xsaveMask: 0x7, fsgsBase: true)).magic, UInt64(HL_BOOT_MAGIC))
     }
 
     func testAnImageTooLargeForTheMemoryIsRefused() throws {

@@ -22,7 +22,7 @@ class WorkerTestCase: XCTestCase {
             if KVMRequirement.isRequired { XCTFail(reason) }
             throw XCTSkip(reason)
         }
-        for guest in ["demo", "hello_c"] {
+        for guest in ["demo", "hello_c", "isolation"] {
             let path = RepositoryPaths.guest(guest).path
             guard FileManager.default.fileExists(atPath: path) else {
                 let reason = "\(path) is missing; run guests/build.sh"
