@@ -10,14 +10,15 @@
 /// of the vCPU may not cover. Code running inside the guest sets what the
 /// guest will see, on every host.
 ///
-/// What it does, changing no flag (only `mov`, segment loads, `wr*base`,
-/// `xrstor` and `jmp`): load the null selector into DS, ES, FS and GS; zero
+/// What it does, changing no flag (only `mov`, `wrpkru`, segment loads,
+/// `wr*base`, `xrstor` and `jmp`): zero PKRU where the guest can reach it,
+/// before any data access; load the null selector into DS, ES, FS and GS; zero
 /// the FS and GS bases where the guest could have moved them; put every
 /// extended state component in XCR0 into its initial state with one XRSTOR
 /// from an image whose XSTATE_BV is 0 (x87 reset, MXCSR = 0x1F80, vector
 /// registers, opmask and PKRU zero, AMX tiles unconfigured), or FXRSTOR the
-/// x87/SSE image where XSAVE is unavailable; zero RAX and RDX, which it
-/// used; and jump to the guest's entry through a pointer in the same page.
+/// x87/SSE image where XSAVE is unavailable; zero RAX, RCX and RDX, which
+/// it used; and jump to the guest's entry through a pointer in the same page.
 /// The guest cannot skip it (the host sets RIP) or change it (it cannot
 /// write the page, nor the page tables).
 public enum EntryStub {
@@ -31,6 +32,14 @@ public enum EntryStub {
     public static func page(target: UInt64, features: GuestCPUFeatures) -> [UInt8] {
         var code: [UInt8] = []
         code += [0xB8, 0, 0, 0, 0]  // mov eax, 0
+        if features.xsaveMask & 1 << 9 != 0 {
+            // PKRU first, before the stub's own data reads: a guest that left
+            // PKRU denying key 0 (every page's key) would make them fault,
+            // and KVM does not restore PKRU here (it is outside the XCR0
+            // KVM knows of), so the VM would fault on every later call.
+            code += [0xB9, 0, 0, 0, 0, 0xBA, 0, 0, 0, 0]  // mov ecx, 0; mov edx, 0
+            code += [0x0F, 0x01, 0xEF]  // wrpkru
+        }
         code += [0x8E, 0xD8, 0x8E, 0xC0, 0x8E, 0xE0, 0x8E, 0xE8]  // mov ds/es/fs/gs, eax
         if features.fsgsBase {
             code += [0xF3, 0x48, 0x0F, 0xAE, 0xD0]  // wrfsbase rax

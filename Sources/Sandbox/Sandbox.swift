@@ -248,6 +248,12 @@ public final class Sandbox: @unchecked Sendable {
                 }
             case .tripleFault:
                 let (cr2, rip) = faultRegisters()
+                if (GuestLayout.entryStub..<(GuestLayout.entryStub + GuestLayout.page)).contains(rip) {
+                    // No guest code has run: CPU state this VM keeps (and
+                    // no reset restores) stops the host's own stub. Not the
+                    // job's fault; the VM is thrown away and the job retried.
+                    throw .host(.invalidArgument("the entry stub faulted at rip 0x\(String(rip, radix: 16)): this VM cannot be put into a known state"))
+                }
                 if cr2 != Self.faultAddressSentinel {
                     throw .memoryAccessViolation(address: cr2, rip: rip)
                 }

@@ -30,18 +30,20 @@
  * bytes to the input area, sets RIP = HL_ENTRY_STUB_ADDR, RSP =
  * boot->stack_top, RFLAGS and every other general register to 0, and runs.
  * The entry stub (host code, which the guest can neither write nor skip)
+ * zeroes PKRU where the guest can use it (before its first data access),
  * loads the null selector into DS, ES, FS and GS, zeroes the FS and GS bases
  * where the guest could have changed them (HL_CPU_FSGSBASE), puts every
  * extended state component the guest can reach (x87, MXCSR, XMM, YMM, ZMM,
  * opmask, PKRU, AMX tile configuration) into its initial state with one
- * XRSTOR (FXRSTOR where XSAVE is off), restores RAX and RDX to 0 and jumps
- * to e_entry; it changes no flag. So every call starts from the same CPU
+ * XRSTOR (FXRSTOR where XSAVE is off), restores RAX, RCX and RDX to 0 and
+ * jumps to e_entry; it changes no flag. So every call starts from the same CPU
  * state, whatever an earlier call on this VM or on this host thread left
  * behind: the hypervisor here does not load the selectors the host asks
  * for, and KVM does not reset MXCSR or AVX state through KVM_SET_FPU.
  *
  * The guest runtime dispatches on the name, writes an hl_result_header and
- * the result bytes to the output area, and does `out HL_PORT_DONE`. The host never resumes a guest after HL_PORT_DONE.
+ * the result bytes to the output area, and does `out HL_PORT_DONE`. The host
+ * never resumes a guest after HL_PORT_DONE.
  *
  * A host call: the guest writes an hl_hostcall_request and its payload to the
  * host-call area and does `out HL_PORT_HOSTCALL`. The host validates it,
