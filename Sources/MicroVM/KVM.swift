@@ -5,6 +5,8 @@ import Synchronization
 /// The /dev/kvm system handle: checks the API once and creates VMs.
 /// One per process is enough; it is safe to share between threads.
 public final class KVM: @unchecked Sendable {
+    // Every stored property is immutable except the lazily found answers, each
+    // in a Mutex of its own.
     public static let devicePath = "/dev/kvm"
 
     let fd: Int32

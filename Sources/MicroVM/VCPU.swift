@@ -5,6 +5,9 @@ import Synchronization
 /// A virtual CPU: owns its fd and its kvm_run mapping. It is driven by one
 /// thread at a time (`run`), and may be stopped from any thread (`stop`).
 public final class VCPU: @unchecked Sendable {
+    // `runState` (a Mutex) guards the running thread and the stop request;
+    // kvm_run belongs to the driving thread, except immediate_exit, which
+    // `stop` writes atomically under `runState`.
     let fd: Int32
     public let vm: VM
     private let mapping: UnsafeMutableRawPointer

@@ -49,7 +49,7 @@ extension VCPU {
         try stageRegisters(state.registers)
         var xcrs = state.extendedControlRegisters
         try systemCall("KVM_SET_XCRS") { ckvm_ioctl(fd, CKVM_SET_XCRS, &xcrs) }
-        try state.extendedState.withUnsafeBytes { area in
+        _ = try state.extendedState.withUnsafeBytes { area in
             // SAFETY: KVM reads at most the KVM_CAP_XSAVE2 size, which is the
             // size the area was captured with.
             try systemCall("KVM_SET_XSAVE") { ckvm_ioctl(fd, CKVM_SET_XSAVE, UnsafeMutableRawPointer(mutating: area.baseAddress)) }
@@ -64,7 +64,7 @@ extension VCPU {
         let size = vm.kvm.extendedStateSize
         var area = [UInt8](repeating: 0, count: size)
         let request = size > MemoryLayout<kvm_xsave>.size ? CKVM_GET_XSAVE2 : CKVM_GET_XSAVE
-        try area.withUnsafeMutableBytes { buffer in
+        _ = try area.withUnsafeMutableBytes { buffer in
             try systemCall("KVM_GET_XSAVE") { ckvm_ioctl(fd, request, buffer.baseAddress) }
         }
         return area

@@ -12,6 +12,8 @@ import Synchronization
 /// to its snapshot (recyclable sandboxes) makes it ready again. A sandbox is
 /// driven by one thread at a time; `stop` may come from any thread.
 public final class Sandbox: @unchecked Sendable {
+    // `callState` (a Mutex) guards what `stop` may touch from another thread;
+    // everything else belongs to the one thread driving the sandbox.
     public enum Status: Equatable, Sendable {
         case ready
         /// The last call ended abnormally; guest state is suspect.
