@@ -18,6 +18,8 @@ public final class KVM: @unchecked Sendable {
     /// Whether registers can be handed over through kvm_run on the next
     /// KVM_RUN instead of with ioctls of their own (each ioctl costs ~5 µs).
     public let hasSyncRegisters: Bool
+    /// Whether pending events can be handed over through kvm_run the same way.
+    let hasSyncEvents: Bool
     /// A new vCPU's special registers, read once: every vCPU starts the same.
     private let resetState = Mutex<kvm_sregs?>(nil)
     /// Whether vCPUs need KVM's CPUID table installed before they accept the
@@ -60,6 +62,7 @@ public final class KVM: @unchecked Sendable {
             let syncMask = ckvm_ioctl_value(fd, CKVM_CHECK_EXTENSION, UInt(KVM_CAP_SYNC_REGS))
             hasSyncRegisters = syncMask > 0 && UInt64(syncMask) & (CKVM_SYNC_X86_REGS | CKVM_SYNC_X86_SREGS)
                 == (CKVM_SYNC_X86_REGS | CKVM_SYNC_X86_SREGS)
+            hasSyncEvents = syncMask > 0 && UInt64(syncMask) & CKVM_SYNC_X86_EVENTS != 0
         } catch {
             close(fd)
             throw error

@@ -104,6 +104,13 @@ public final class VCPU: @unchecked Sendable {
         run.pointee.kvm_dirty_regs |= CKVM_SYNC_X86_SREGS
     }
 
+    /// Sets the pending events for the next KVM_RUN, like `stageRegisters`.
+    public func stageEvents(_ events: kvm_vcpu_events) throws {
+        guard vm.kvm.hasSyncEvents else { return try setEvents(events) }
+        ckvm_run_sync_regs(run)!.pointee.events = events
+        run.pointee.kvm_dirty_regs |= CKVM_SYNC_X86_EVENTS
+    }
+
     // MARK: Running
 
     /// Runs the vCPU until its next exit. Must be called from one thread at a

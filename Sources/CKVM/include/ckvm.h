@@ -43,6 +43,7 @@ static const unsigned long CKVM_SET_MSRS = KVM_SET_MSRS;
 static const uint32_t CKVM_MEM_LOG_DIRTY_PAGES = KVM_MEM_LOG_DIRTY_PAGES;
 static const uint64_t CKVM_SYNC_X86_REGS = KVM_SYNC_X86_REGS;
 static const uint64_t CKVM_SYNC_X86_SREGS = KVM_SYNC_X86_SREGS;
+static const uint64_t CKVM_SYNC_X86_EVENTS = KVM_SYNC_X86_EVENTS;
 
 /* ioctl is variadic, which Swift cannot call. */
 int ckvm_ioctl(int fd, unsigned long request, void *argument);
