@@ -17,6 +17,7 @@ final class IsolationEquivalenceTests: SandboxTestCase {
     /// set means the call's own result depends on the CPU (PKRU, AMX).
     struct Hostile {
         var function: String
+        var args = "{}"
         var limits = CallLimits()
         var expected: String?
         var anyOutcome = false
@@ -61,7 +62,7 @@ final class IsolationEquivalenceTests: SandboxTestCase {
         let canceller = hostile.cancel ? Canceller(sandbox) : nil
         defer { canceller?.finish() }
         do {
-            let result = try sandbox.call(hostile.function, input: Array("{}".utf8), limits: hostile.limits)
+            let result = try sandbox.call(hostile.function, input: Array(hostile.args.utf8), limits: hostile.limits)
             if let expected = hostile.expected, !hostile.anyOutcome {
                 XCTFail("\(hostile.function) should end as \(expected), answered \(String(decoding: result, as: UTF8.self))",
                         file: file, line: line)
@@ -114,10 +115,27 @@ final class IsolationEquivalenceTests: SandboxTestCase {
     /// what that call loaded.
     func testFreshVMOnTheSameThreadLooksFreshAfterEveryHostileCall() throws {
         let reference = try freshDigest()
-        for hostile in Self.hostileCalls {
-            let outcome = run(hostile, in: try sandbox(Self.guest))
+        // The isolation guest's planted state, the demo guest's misbehaviour
+        // and raw guests that break the ABI.
+        var hostileVMs: [(name: String, sandbox: Sandbox, call: Hostile)] = try Self.hostileCalls.map {
+            ($0.function, try sandbox(Self.guest), $0)
+        }
+        for (function, args) in [("crash", "{}"), ("spin", "{}"), ("alloc", #"{"mb":64}"#), ("scribble", "{}"),
+                                 ("fail", #"{"message":"no"}"#), ("grow", #"{"bytes":10000000}"#)] {
+            hostileVMs.append(("demo \(function)", try sandbox("demo"),
+                               Hostile(function: function, args: args, limits: CallLimits(timeoutMilliseconds: 100),
+                                       anyOutcome: true)))
+        }
+        for (name, code) in [("raw page-table read", RawGuest.movRAXFromAbsolute(UInt32(GuestLayout.pageTableArea))),
+                             ("raw unknown port", RawGuest.out(port: 0x7000)), ("raw spin", RawGuest.spin)] {
+            let image = try GuestImage(name: "raw", bytes: RawGuest.elf(code: code))
+            hostileVMs.append((name, try Sandbox(kvm: kvm(), image: image),
+                               Hostile(function: "f", limits: CallLimits(timeoutMilliseconds: 100), anyOutcome: true)))
+        }
+        for (name, hostileVM, call) in hostileVMs {
+            let outcome = run(call, in: hostileVM)
             let after = try freshDigest()
-            XCTAssertEqual(after, reference, "a fresh VM after \(hostile.function) (\(outcome)) differs in "
+            XCTAssertEqual(after, reference, "a fresh VM after \(name) (\(outcome)) differs in "
                            + after.differences(from: reference).joined(separator: ", "))
         }
     }
