@@ -1,0 +1,63 @@
+import Foundation
+import XCTest
+
+/// What a guest sends the host besides its result, through a real worker:
+/// its log lines cannot hold a job past its deadline nor stop the worker,
+/// and its text (and the submitter's) reaches hl.jobs.errors and the logs
+/// escaped.
+final class GuestOutputEndToEndTests: WorkerTestCase {
+    /// The worker's stderr is a pipe nobody reads, as when a log shipper
+    /// stops, and a guest logs as fast as it can: the job's 500 ms timeout
+    /// still ends it (a failure bound of 5 s, generous), and the worker goes
+    /// on running jobs with its stderr still stalled.
+    func testATimeoutHoldsAndTheWorkerGoesOnWhileStderrIsStalled() throws {
+        try addGuest("hello_c")
+        // A budget far above what the guest writes: the stalled path is
+        // what is tested here, not the budget.
+        let worker = try startWorker(concurrency: 2, ["--max-guest-log-bytes", "\(100 << 20)"], stallStandardError: true)
+        let flood = try insertJob("log_flood", args: #"{"lines": 5000, "bytes": 1000, "spin": 1}"#, guest: "hello_c",
+                                  maxAttempts: 1, timeoutMs: 500)
+        try waitUntilFinal(flood, timeout: 60)
+        try assertDiscarded(flood, kind: "timeout", by: worker)
+        let ran = try sql("SELECT extract(epoch FROM finished_at - attempted_at)::float8 AS s FROM hl.jobs WHERE id = $1",
+                          [String(flood)]).singleRow().double("s")
+        XCTAssertLessThan(try XCTUnwrap(ran), 5, "a job with a 500 ms timeout ran this many seconds")
+
+        let echo = try insertJob("echo", args: #"{"after": "the flood"}"#)
+        try waitUntilFinal(echo, timeout: 60)
+        try assertCompleted(echo, result: #"{"after": "the flood"}"#)
+        XCTAssertTrue(worker.isRunning)
+    }
+
+    static let hostile = "a\u{202E}b\u{2028}c\u{2029}d\u{FEFF}e\u{200B}f\u{2066}g"
+    static let hostileEscaped = #"a\u{202E}b\u{2028}c\u{2029}d\u{FEFF}e\u{200B}f\u{2066}g"#
+    static let rawCharacters: [Unicode.Scalar] = ["\u{202E}", "\u{2028}", "\u{2029}", "\u{FEFF}", "\u{200B}", "\u{2066}"]
+
+    /// A guest error message and a guest log line carrying bidi overrides,
+    /// line and paragraph separators, a BOM and a zero-width space, and a
+    /// job naming a guest with such a name: hl.jobs.errors and the worker's
+    /// log hold the visible escapes, never the characters.
+    func testHostileTextIsEscapedInJobErrorsAndInTheLog() throws {
+        let worker = try startWorker()
+        let args = try String(decoding: JSONSerialization.data(withJSONObject: ["message": Self.hostile]), as: UTF8.self)
+        let failing = try insertJob("fail", args: args, maxAttempts: 1)
+        let logging = try insertJob("log", args: args)
+        let unknown = try insertJob("echo", guest: "demo\u{202E}\u{2028}x")
+        for id in [failing, logging, unknown] { try waitUntilFinal(id) }
+
+        try assertDiscarded(failing, kind: "guest_error", by: worker)
+        XCTAssertEqual(try job(failing).errors.first?["message"] as? String, Self.hostileEscaped)
+        try assertCompleted(logging, result: "{}")
+        try assertDiscarded(unknown, kind: "unknown_guest", by: worker)
+        let unknownMessage = try job(unknown).errors.first?["message"] as? String ?? ""
+        XCTAssertTrue(unknownMessage.contains(#"demo\u{202E}\u{2028}x"#), unknownMessage)
+
+        try waitUntil("the guest's log line reaches the worker's log") {
+            (try? String(contentsOf: worker.logURL, encoding: .utf8))?.contains(Self.hostileEscaped) ?? false
+        }
+        let log = try String(contentsOf: worker.logURL, encoding: .utf8)
+        for scalar in Self.rawCharacters {
+            XCTAssertFalse(log.unicodeScalars.contains(scalar), "U+\(String(scalar.value, radix: 16, uppercase: true)) in the worker's log")
+        }
+    }
+}
