@@ -29,6 +29,27 @@ final class GuestOutputEndToEndTests: WorkerTestCase {
         XCTAssertTrue(worker.isRunning)
     }
 
+    /// `--log-level warning` filters the guests' lines too: an INFO line
+    /// never shows, an ERROR line logged after it does (guest lines keep
+    /// their order on the way to stderr, and one slot runs the jobs in turn).
+    func testTheWorkersLogLevelFiltersGuestLines() throws {
+        try addGuest("hello_c")
+        let worker = try startWorker(concurrency: 1, ["--log-level", "warning"])
+        let info = try insertJob("log_flood", args: #"{"lines": 1, "bytes": 7, "level": 1}"#, guest: "hello_c", priority: 1)
+        try waitUntilFinal(info)
+        let error = try insertJob("log_flood", args: #"{"lines": 1, "bytes": 9, "level": 3}"#, guest: "hello_c", priority: 2)
+        try waitUntilFinal(error)
+        let lines = { () -> [Substring] in
+            ((try? String(contentsOf: worker.logURL, encoding: .utf8)) ?? "").split(separator: "\n")
+        }
+        try waitUntil("the guest's ERROR line reaches the worker's log") {
+            lines().contains { $0.hasSuffix(" xxxxxxxxx") }
+        }
+        XCTAssertFalse(lines().contains { $0.hasSuffix(" xxxxxxx") }, worker.logTail())
+        try assertCompleted(info, result: #"{"lines": 1}"#)
+        try assertCompleted(error, result: #"{"lines": 1}"#)
+    }
+
     static let hostile = "a\u{202E}b\u{2028}c\u{2029}d\u{FEFF}e\u{200B}f\u{2066}g"
     static let hostileEscaped = #"a\u{202E}b\u{2028}c\u{2029}d\u{FEFF}e\u{200B}f\u{2066}g"#
     static let rawCharacters: [Unicode.Scalar] = ["\u{202E}", "\u{2028}", "\u{2029}", "\u{FEFF}", "\u{200B}", "\u{2066}"]
