@@ -10,6 +10,9 @@ import Logging
 /// When `capacity` writes are pending, further ones are dropped and
 /// counted; once the drain thread gets going again it reports the count
 /// through `droppedNotice`, once per run of drops.
+///
+/// `@unchecked Sendable`: `condition`'s lock guards `pending`, `inFlight`
+/// and `dropped`; everything else is immutable.
 public final class LogQueue: @unchecked Sendable {
     public typealias Write = @Sendable () -> Void
 
@@ -22,8 +25,8 @@ public final class LogQueue: @unchecked Sendable {
 
     public let capacity: Int
     private let droppedNotice: @Sendable (Int) -> Void
-    /// Guards `pending`, `inFlight` and `dropped`; signalled when writes are
-    /// added and broadcast when the drain thread runs out of them.
+    /// Its lock guards `pending`, `inFlight` and `dropped`; signalled when
+    /// writes are added, broadcast when the drain thread runs out of them.
     private let condition = NSCondition()
     private var pending: [Write] = []
     /// Writes the drain thread has taken and not finished: they still count
