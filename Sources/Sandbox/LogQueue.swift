@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// A bounded queue of log writes, drained in order by a thread of its own,
 /// so that whoever logs never waits for where the log goes. A log handler
@@ -11,8 +12,8 @@ import Logging
 /// counted; once the drain thread gets going again it reports the count
 /// through `droppedNotice`, once per run of drops.
 ///
-/// `@unchecked Sendable`: `condition`'s lock guards `pending`, `inFlight`
-/// and `dropped`; everything else is immutable.
+/// `@unchecked Sendable`: `condition`'s lock guards `pending`, `inFlight`,
+/// `dropped` and `droppedTotal`; everything else is immutable.
 public final class LogQueue: @unchecked Sendable {
     public typealias Write = @Sendable () -> Void
 
@@ -23,6 +24,12 @@ public final class LogQueue: @unchecked Sendable {
                                             metadata: ["dropped": "\(dropped)"])
     }
 
+    /// Every queue of the process, so metrics can report their drops.
+    public static var all: [LogQueue] { registry.withLock { $0 } }
+    private static let registry = Mutex<[LogQueue]>([])
+
+    /// Names the queue's thread and its metrics.
+    public let name: String
     public let capacity: Int
     private let droppedNotice: @Sendable (Int) -> Void
     /// Its lock guards `pending`, `inFlight` and `dropped`; signalled when
@@ -33,16 +40,19 @@ public final class LogQueue: @unchecked Sendable {
     /// against `capacity`, so memory stays bounded while a write is stuck.
     private var inFlight = 0
     private var dropped = 0
+    private var droppedTotal = 0
 
     /// Starts the drain thread, which lives as long as the process: make a
     /// queue per destination, once.
     public init(name: String, capacity: Int, droppedNotice: @escaping @Sendable (Int) -> Void) {
         precondition(capacity >= 1, "a log queue holds at least one write")
+        self.name = name
         self.capacity = capacity
         self.droppedNotice = droppedNotice
         let thread = Thread { [self] in drainLoop() }
         thread.name = name
         thread.start()
+        Self.registry.withLock { $0.append(self) }
     }
 
     /// Queues `write` unless the queue is full; never blocks beyond a short
@@ -53,6 +63,7 @@ public final class LogQueue: @unchecked Sendable {
         defer { condition.unlock() }
         guard pending.count + inFlight < capacity else {
             dropped += 1
+            droppedTotal += 1
             return false
         }
         pending.append(write)
@@ -79,6 +90,13 @@ public final class LogQueue: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return dropped
+    }
+
+    /// Writes dropped since the queue was made.
+    public var totalDropped: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return droppedTotal
     }
 
     private func drainLoop() -> Never {

@@ -8,14 +8,18 @@ import XCTest
 final class GuestOutputEndToEndTests: WorkerTestCase {
     /// The worker's stderr is a pipe nobody reads, as when a log shipper
     /// stops, and a guest logs as fast as it can: the job's 500 ms timeout
-    /// still ends it (a failure bound of 5 s, generous), and the worker goes
-    /// on running jobs with its stderr still stalled.
+    /// still ends it (a failure bound of 5 s, generous), the worker goes on
+    /// running jobs with its stderr still stalled, and /metrics counts the
+    /// lines it could not write.
     func testATimeoutHoldsAndTheWorkerGoesOnWhileStderrIsStalled() throws {
         try addGuest("hello_c")
+        let port = try freePort()
         // A budget far above what the guest writes: the stalled path is
         // what is tested here, not the budget.
-        let worker = try startWorker(concurrency: 2, ["--max-guest-log-bytes", "\(100 << 20)"], stallStandardError: true)
-        let flood = try insertJob("log_flood", args: #"{"lines": 5000, "bytes": 1000, "spin": 1}"#, guest: "hello_c",
+        let worker = try startWorker(concurrency: 2, ["--max-guest-log-bytes", "\(100 << 20)", "--metrics-port", "\(port)",
+                                                      "--metrics-host", "127.0.0.1"], stallStandardError: true)
+        // 5000 lines, more than the pipe and the stderr queue hold together.
+        let flood = try insertJob("log_flood", args: #"{"lines": 5000, "bytes": 100, "spin": 1}"#, guest: "hello_c",
                                   maxAttempts: 1, timeoutMs: 500)
         try waitUntilFinal(flood, timeout: 60)
         try assertDiscarded(flood, kind: "timeout", by: worker)
@@ -27,6 +31,11 @@ final class GuestOutputEndToEndTests: WorkerTestCase {
         try waitUntilFinal(echo, timeout: 60)
         try assertCompleted(echo, result: #"{"after": "the flood"}"#)
         XCTAssertTrue(worker.isRunning)
+
+        try waitUntil("/metrics counts lines dropped for the stalled stderr", timeout: 30) {
+            let metrics = get("/metrics", port: port)?.body ?? ""
+            return sample(metrics, #"hl_log_lines_dropped_total{queue="hl-stderr"}"#).map { $0 > 0 } ?? false
+        }
     }
 
     /// `--log-level warning` filters the guests' lines too: an INFO line
