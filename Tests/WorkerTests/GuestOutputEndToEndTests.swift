@@ -44,6 +44,25 @@ final class GuestOutputEndToEndTests: WorkerTestCase {
         }
     }
 
+    /// `--max-guest-log-bytes 2000`: a job that logs 100 lines of 100 bytes
+    /// writes 20 of them and one truncation warning, and completes.
+    func testTheGuestLogBudgetBoundsAJobsLines() throws {
+        try addGuest("hello_c")
+        let worker = try startWorker(concurrency: 1, ["--max-guest-log-bytes", "2000"])
+        let flood = try insertJob("log_flood", args: #"{"lines": 100, "bytes": 100}"#, guest: "hello_c")
+        try waitUntilFinal(flood)
+        try assertCompleted(flood, result: #"{"lines": 100}"#)
+        let lines = { () -> [Substring] in
+            ((try? String(contentsOf: worker.logURL, encoding: .utf8)) ?? "").split(separator: "\n")
+        }
+        try waitUntil("the truncation warning reaches the worker's log") {
+            lines().contains { $0.contains("guest log truncated") }
+        }
+        let guestLines = lines().filter { $0.hasSuffix(" " + String(repeating: "x", count: 100)) }
+        XCTAssertEqual(guestLines.count, 20, worker.logTail())
+        XCTAssertEqual(lines().filter { $0.contains("guest log truncated") }.count, 1, worker.logTail())
+    }
+
     /// `--log-level warning` filters the guests' lines too: an INFO line
     /// never shows, an ERROR line logged after it does (guest lines keep
     /// their order on the way to stderr, and one slot runs the jobs in turn).
