@@ -32,7 +32,7 @@ public final class LogQueue: @unchecked Sendable {
     public let name: String
     public let capacity: Int
     private let droppedNotice: @Sendable (Int) -> Void
-    /// Its lock guards `pending`, `inFlight` and `dropped`; signalled when
+    /// Its lock guards the counts below and `pending`; signalled when
     /// writes are added, broadcast when the drain thread runs out of them.
     private let condition = NSCondition()
     private var pending: [Write] = []
