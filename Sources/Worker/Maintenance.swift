@@ -73,6 +73,7 @@ final class Maintenance: @unchecked Sendable {
         var nextPrune = Date(timeIntervalSinceNow: configuration.pruneInterval * Double.random(in: 0.1...1))
         while true {
             heartbeat()
+            metrics.recordLogDrops()
             if Date() >= nextRescue {
                 rescue()
                 recycled.evictIdle()

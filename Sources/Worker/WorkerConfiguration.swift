@@ -29,6 +29,9 @@ public struct WorkerConfiguration: Sendable {
     public var maxMemoryMB = 512
     public var maxOutputBytes = 1 << 20 - 16
     public var maxHostCalls = 10_000
+    /// Guest log bytes one job's call may write before the rest of its
+    /// lines are dropped (see `CallLimits.maxLogBytes`).
+    public var maxGuestLogBytes = CallLimits.defaultMaxLogBytes
     /// How long a running job may take to finish after SIGTERM before it is
     /// stopped and handed back to the queue.
     public var shutdownGrace: TimeInterval = 25
@@ -100,6 +103,7 @@ public struct WorkerConfiguration: Sendable {
         guard rescueAfter > heartbeatInterval * 2 else {
             throw fail("--rescue-after must be more than twice the heartbeat interval")
         }
+        guard maxGuestLogBytes >= 0 else { throw fail("--max-guest-log-bytes must not be negative") }
         if let metricsPort, !(0...65535).contains(metricsPort) {
             throw fail("--metrics-port must be 0...65535")
         }

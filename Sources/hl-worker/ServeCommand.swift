@@ -30,6 +30,10 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Delete discarded jobs this long after they finish (e.g. 7d; 'forever' keeps them).")
     var retainDiscarded = "7d"
     @Option(help: "Log format: text or json.") var logFormat = "text"
+    @Option(help: "Least severe log level written, the guests' own lines included: trace, debug, info, notice, warning, error or critical.")
+    var logLevel = "info"
+    @Option(help: "Guest log bytes one job's call may write (escapes included); the first line past it is replaced by one 'guest log truncated' warning and the rest of that call's lines are dropped. 0 drops them all.")
+    var maxGuestLogBytes = WorkerConfiguration().maxGuestLogBytes
 
     func run() throws {
         try reportingFailures {
@@ -45,6 +49,7 @@ struct ServeCommand: ParsableCommand {
             configuration.defaultMemoryMB = defaultMemoryMb
             configuration.maxTimeoutMilliseconds = maxTimeoutMs
             configuration.maxMemoryMB = maxMemoryMb
+            configuration.maxGuestLogBytes = maxGuestLogBytes
             if let workerId { configuration.workerID = workerId }
             configuration.shutdownGrace = shutdownGrace
             configuration.rescueAfter = rescueAfter
@@ -53,7 +58,7 @@ struct ServeCommand: ParsableCommand {
             configuration.metricsHost = metricsHost
             configuration.retainCompleted = try RetentionPeriod.parse(retainCompleted, flag: "--retain-completed")
             configuration.retainDiscarded = try RetentionPeriod.parse(retainDiscarded, flag: "--retain-discarded")
-            try LogSetup.bootstrap(format: logFormat)
+            try LogSetup.bootstrap(format: logFormat, level: logLevel)
             let service: WorkerService
             do {
                 service = try WorkerService(configuration: configuration)

@@ -9,13 +9,18 @@ final class WorkerProcess {
     let id: String
     let logURL: URL
     private let process = Process()
+    /// With a stalled stderr: the pipe the worker's stderr goes to, which
+    /// nobody reads. Held open, so writes to it block once it is full.
+    private var stalledStandardError: Pipe?
 
     /// The directory of the running test executable: SwiftPM puts the
     /// products of one build (hl-worker among them) side by side.
     static let binary: URL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         .deletingLastPathComponent().appendingPathComponent("hl-worker")
 
-    init(id: String, arguments: [String], logURL: URL) throws {
+    /// `stallStandardError`: stderr, where the worker logs, goes to a pipe
+    /// nobody reads, as when a log shipper stops; stdout still goes to the log.
+    init(id: String, arguments: [String], logURL: URL, stallStandardError: Bool = false) throws {
         self.id = id
         self.logURL = logURL
         guard FileManager.default.isExecutableFile(atPath: Self.binary.path) else {
@@ -31,7 +36,13 @@ final class WorkerProcess {
         process.executableURL = Self.binary
         process.arguments = arguments
         process.standardOutput = log
-        process.standardError = log
+        if stallStandardError {
+            let pipe = Pipe()
+            stalledStandardError = pipe
+            process.standardError = pipe
+        } else {
+            process.standardError = log
+        }
         try process.run()
     }
 
