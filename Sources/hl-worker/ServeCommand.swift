@@ -30,6 +30,8 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Delete discarded jobs this long after they finish (e.g. 7d; 'forever' keeps them).")
     var retainDiscarded = "7d"
     @Option(help: "Log format: text or json.") var logFormat = "text"
+    @Flag(help: "Check the configuration, including its worst-case memory against this cgroup's memory limit, print the worst case, and exit.")
+    var checkConfig = false
 
     func run() throws {
         try reportingFailures {
@@ -59,6 +61,11 @@ struct ServeCommand: ParsableCommand {
                 service = try WorkerService(configuration: configuration)
             } catch {
                 throw CommandError(kind: "invalid_configuration", message: "\(error)")
+            }
+            if checkConfig {
+                let limit = service.memoryLimit.bytes.map { "the memory limit of \($0 >> 20) MiB" } ?? "no memory limit"
+                print("configuration ok: worst-case memory \(service.memoryBudget.worstCaseMB) MiB, under \(limit)")
+                return
             }
             service.installSignalHandlers()
             do {
