@@ -74,21 +74,20 @@ final class TenantIsolationEndToEndTests: WorkerTestCase {
     /// job running twice at once), and delete the shared row on exit. Now
     /// it refuses to start, with one line that says what to do.
     func testASecondWorkerWithALiveWorkersIDRefusesToStart() throws {
+        try recordStateChanges()
         let first = try startWorker(concurrency: 1)
         let spinning = try insertJob("spin", timeoutMs: 120_000)
         try waitUntilRunning([spinning], by: first)
 
-        let second = try launchRefusedWorker(id: first.id, ["--concurrency", "1"])
+        let second = try launchWorker(id: first.id, ["--concurrency", "1"])
         let status = second.exitStatus(within: 30)
         XCTAssertEqual(status, 1, "the second worker must exit 1\n\(second.logTail())")
         let lines = second.log.split(separator: "\n").filter { $0.contains("is in use by a live worker") }
         XCTAssertEqual(lines.count, 1, second.logTail())
         XCTAssertTrue(lines.first?.contains("--worker-id \(first.id)") ?? false, second.logTail())
 
-        let row = try job(spinning)
-        XCTAssertEqual(row.state, "running", "\(row)")
-        XCTAssertEqual(row.attempt, 1, "\(row)")
-        XCTAssertTrue(row.errors.isEmpty, "\(row)")
+        XCTAssertEqual(try stateHistory(spinning).map(\.state), ["available", "running"], "claimed once, never requeued")
+        XCTAssertTrue(try job(spinning).errors.isEmpty)
         XCTAssertEqual(try sql("SELECT count(*) AS n FROM hl.workers WHERE id = $1", [first.id]).singleRow().int("n"), 1,
                        "the first worker's row is still there")
         // The first worker still owns its job: it is the one that stops it.
@@ -100,6 +99,39 @@ final class TenantIsolationEndToEndTests: WorkerTestCase {
         first.terminate()
     }
 
+    /// A worker frozen past --rescue-after is presumed dead, and a new
+    /// process may take its id. When the old one wakes up it must neither
+    /// heartbeat for the id nor hand back the new one's running job as a
+    /// stray: it learns it lost the id and exits 1.
+    func testAWorkerWhoseIDWasTakenOverWhileFrozenStops() throws {
+        try recordStateChanges()
+        let rescueAfter = ["--concurrency", "1", "--rescue-after", "5"]
+        let old = try startWorker(concurrency: 1, ["--rescue-after", "5"])
+        old.send(SIGSTOP)
+        try waitUntil("the frozen worker's heartbeat is stale") {
+            try sql("SELECT now() - heartbeat_at > interval '5 seconds' AS stale FROM hl.workers WHERE id = $1",
+                    [old.id]).singleRow().bool("stale") == true
+        }
+        let new = try launchWorker(id: old.id, rescueAfter, expectingExit: false)
+        try waitUntil("the new process owns the id") {
+            try sql("SELECT pid FROM hl.workers WHERE id = $1", [old.id]).rows.first?.int("pid") == Int(new.pid)
+        }
+        let spinning = try insertJob("spin", timeoutMs: 120_000)
+        try waitUntilRunning([spinning], by: new)
+
+        old.send(SIGCONT)
+        XCTAssertEqual(old.exitStatus(within: 30), 1, old.logTail())
+        XCTAssertEqual(old.log.split(separator: "\n").filter { $0.contains("was taken over by pid \(new.pid)") }.count, 1,
+                       old.logTail())
+        // Claimed once, never handed back and claimed again.
+        XCTAssertEqual(try stateHistory(spinning).map(\.state), ["available", "running"])
+        XCTAssertEqual(try sql("SELECT pid FROM hl.workers WHERE id = $1", [old.id]).rows.first?.int("pid"), Int(new.pid))
+        try sql("UPDATE hl.jobs SET cancel_requested_at = now() WHERE id = $1", [String(spinning)])
+        try waitUntilFinal(spinning, timeout: 10)
+        XCTAssertEqual(try job(spinning).state, "cancelled")
+        new.terminate()
+    }
+
     // MARK: Memory limits
 
     /// A worker whose worst case (every slot and every idle recycled VM at
@@ -108,7 +140,7 @@ final class TenantIsolationEndToEndTests: WorkerTestCase {
     /// fits runs jobs.
     func testAWorkerOverItsMemoryLimitRefusesToStart() throws {
         let cgroup = try temporaryCgroup(memoryMax: 256 << 20)
-        let tooBig = try launchRefusedWorker(["--concurrency", "2", "--max-memory-mb", "512"],
+        let tooBig = try launchWorker(["--concurrency", "2", "--max-memory-mb", "512"],
                                              environment: ["HL_CGROUP_ROOT": cgroup])
         XCTAssertEqual(tooBig.exitStatus(within: 30), 1, tooBig.logTail())
         let lines = tooBig.log.split(separator: "\n").filter { $0.contains("exceeds the memory limit of 256 MiB") }

@@ -41,6 +41,13 @@ final class WorkerProcess {
     }
 
     var isRunning: Bool { process.isRunning }
+    var pid: Int32 { process.processIdentifier }
+
+    /// SIGSTOP freezes it as a long stall or a partition would; SIGCONT
+    /// lets it go on.
+    func send(_ signal: Int32) {
+        _ = Foundation.kill(process.processIdentifier, signal)
+    }
     /// False once the test has stopped it on purpose.
     private(set) var shouldBeRunning: Bool
 

@@ -73,14 +73,16 @@ class WorkerTestCase: XCTestCase {
         return worker
     }
 
-    /// Starts `hl-worker` expecting it to refuse to run: it is not waited
-    /// for; ask `exitStatus(within:)`.
-    func launchRefusedWorker(id: String? = nil, _ arguments: [String], environment: [String: String] = [:]) throws -> WorkerProcess {
+    /// Starts `hl-worker` without waiting for it to register (its id may be
+    /// another's); `expectingExit`: it should refuse to run, ask
+    /// `exitStatus(within:)`.
+    func launchWorker(id: String? = nil, _ arguments: [String], environment: [String: String] = [:],
+                      expectingExit: Bool = true) throws -> WorkerProcess {
         let id = id ?? "e2e-\(workers.count + 1)-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
         let worker = try WorkerProcess(
             id: id, arguments: ["--database-url", database.url, "--worker-id", id] + arguments,
             logURL: logDirectory.appendingPathComponent("\(id)-\(workers.count + 1).log"),
-            environment: environment, expectingExit: true)
+            environment: environment, expectingExit: expectingExit)
         workers.append(worker)
         return worker
     }
