@@ -168,11 +168,11 @@ enum Queries {
     /// cancel_requested_at is set: whatever stopped a job, only a recorded
     /// request can end it cancelled. Such an outcome without a request
     /// leaves the row running; the worker's stray check hands it back to
-    /// the queue (see Maintenance). Every decision reads the row as the UPDATE sees
-    /// it, after any concurrent change (a cancel request) has committed. A
-    /// failure of a job whose cancellation was requested ends it cancelled,
-    /// never retryable: the claim query skips cancel-requested rows, so a
-    /// retryable one would wait forever.
+    /// the queue (see Maintenance). Every decision reads the row as the
+    /// UPDATE sees it, after any concurrent change (a cancel request) has
+    /// committed. A failure of a job whose cancellation was requested ends
+    /// it cancelled, never retryable: the claim query skips cancel-requested
+    /// rows, so a retryable one would wait forever.
     static let finish: Query = {
         let retry = "o.outcome = 'failed' AND o.retryable AND j.cancel_requested_at IS NULL"
             + " AND j.attempt < j.max_attempts"

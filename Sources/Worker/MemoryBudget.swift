@@ -17,9 +17,9 @@ import Foundation
 /// waits for the reaper for milliseconds; the overheads cover both.
 public struct MemoryBudget: Equatable, Sendable {
     /// The process without guests: the Swift runtime, four database
-    /// connections, the guest image cache, buffers. Measured at 35 MiB after
-    /// thousands of jobs (debug build); this leaves room for large guest
-    /// images and result buffers.
+    /// connections, the guest image cache, buffers. Measured at 33 MiB idle
+    /// and 35 MiB after a few hundred jobs (debug build); the rest is room
+    /// for large guest images and result buffers.
     public static let processOverheadMB = 128
     /// Beyond its guest memory, per VM: KVM's own structures, the vCPU's
     /// state, the reset snapshot and dirty bitmap, VMs built ahead.
