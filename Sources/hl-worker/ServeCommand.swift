@@ -34,6 +34,8 @@ struct ServeCommand: ParsableCommand {
     var logLevel = "info"
     @Option(help: "Guest log bytes one job's call may write (escapes included); the first line past it is replaced by one 'guest log truncated' warning and the rest of that call's lines are dropped. 0 drops them all.")
     var maxGuestLogBytes = WorkerConfiguration().maxGuestLogBytes
+    @Flag(help: "Check the configuration, including its worst-case memory against this cgroup's memory limit, print the worst case, and exit.")
+    var checkConfig = false
 
     func run() throws {
         try reportingFailures {
@@ -64,6 +66,11 @@ struct ServeCommand: ParsableCommand {
                 service = try WorkerService(configuration: configuration)
             } catch {
                 throw CommandError(kind: "invalid_configuration", message: "\(error)")
+            }
+            if checkConfig {
+                let limit = service.memoryLimit.bytes.map { "the memory limit of \($0 >> 20) MiB" } ?? "no memory limit"
+                print("configuration ok: worst-case memory \(service.memoryBudget.worstCaseMB) MiB, under \(limit)")
+                return
             }
             service.installSignalHandlers()
             do {

@@ -20,9 +20,13 @@ final class WorkerProcess {
 
     /// `stallStandardError`: stderr, where the worker logs, goes to a pipe
     /// nobody reads, as when a log shipper stops; stdout still goes to the log.
-    init(id: String, arguments: [String], logURL: URL, stallStandardError: Bool = false) throws {
+    /// `environment` is added to the test's own; `expectingExit`: the test
+    /// waits for it to exit by itself (`exitStatus(within:)`).
+    init(id: String, arguments: [String], logURL: URL, stallStandardError: Bool = false,
+         environment: [String: String] = [:], expectingExit: Bool = false) throws {
         self.id = id
         self.logURL = logURL
+        shouldBeRunning = !expectingExit
         guard FileManager.default.isExecutableFile(atPath: Self.binary.path) else {
             throw WorkerProcessError(message: "\(Self.binary.path) is missing; `swift test` builds it with the tests")
         }
@@ -35,6 +39,7 @@ final class WorkerProcess {
         defer { try? log.close() }
         process.executableURL = Self.binary
         process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         process.standardOutput = log
         if stallStandardError {
             let pipe = Pipe()
@@ -47,8 +52,15 @@ final class WorkerProcess {
     }
 
     var isRunning: Bool { process.isRunning }
+    var pid: Int32 { process.processIdentifier }
+
+    /// SIGSTOP freezes it as a long stall or a partition would; SIGCONT
+    /// lets it go on.
+    func send(_ signal: Int32) {
+        _ = Foundation.kill(process.processIdentifier, signal)
+    }
     /// False once the test has stopped it on purpose.
-    private(set) var shouldBeRunning = true
+    private(set) var shouldBeRunning: Bool
 
     /// SIGTERM, the way service managers stop it: the worker must drain and
     /// exit 0 within `timeout` seconds.
@@ -74,6 +86,20 @@ final class WorkerProcess {
         _ = Foundation.kill(process.processIdentifier, SIGKILL)
         _ = waitForExit(timeout: 30)
     }
+
+    /// The exit status once it exits by itself, nil if it is still running
+    /// after `timeout` seconds (it is killed then) or died of a signal.
+    func exitStatus(within timeout: TimeInterval) -> Int32? {
+        shouldBeRunning = false
+        guard waitForExit(timeout: timeout) else {
+            kill()
+            return nil
+        }
+        return process.terminationReason == .exit ? process.terminationStatus : nil
+    }
+
+    /// Everything it wrote so far.
+    var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
 
     /// Polls, since Process offers no wait with a deadline.
     private func waitForExit(timeout: TimeInterval) -> Bool {
