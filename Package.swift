@@ -27,13 +27,14 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
         ),
-        .target(name: "MicroVM", dependencies: ["CKVM"]),
+        .target(name: "MicroVM", dependencies: ["CKVM"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(
             name: "Sandbox",
             dependencies: [
                 "MicroVM", "CKVM", "CGuestABI",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .target(
             name: "JobQueue",

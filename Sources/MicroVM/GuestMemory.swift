@@ -5,6 +5,8 @@ import Glibc
 /// overflow-safe arithmetic, because offsets and lengths often come from the
 /// guest.
 public final class GuestMemory: @unchecked Sendable {
+    // No lock: base and size never change; the bytes are the guest's, written
+    // by the one thread that drives the sandbox (or by KVM while it runs).
     public let base: UnsafeMutableRawPointer
     public let size: Int
 

@@ -93,14 +93,6 @@ public enum LongMode {
                     db: code ? 0 : 1, s: 1, l: code ? 1 : 0, g: 1, avl: 0, unusable: 0, padding: 0)
     }
 
-    /// x87 and SSE in their power-on state: all exceptions masked.
-    public static func initialFPU() -> kvm_fpu {
-        var fpu = kvm_fpu()
-        fpu.fcw = 0x37F
-        fpu.mxcsr = 0x1F80
-        return fpu
-    }
-
     /// General registers to enter the guest at `entry` with the stack at `stack`.
     public static func registers(entry: UInt64, stack: UInt64) -> kvm_regs {
         var regs = kvm_regs()

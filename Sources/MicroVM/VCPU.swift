@@ -5,6 +5,9 @@ import Synchronization
 /// A virtual CPU: owns its fd and its kvm_run mapping. It is driven by one
 /// thread at a time (`run`), and may be stopped from any thread (`stop`).
 public final class VCPU: @unchecked Sendable {
+    // `runState` (a Mutex) guards the running thread and the stop request;
+    // kvm_run belongs to the driving thread, except immediate_exit, which
+    // `stop` writes atomically under `runState`.
     let fd: Int32
     public let vm: VM
     private let mapping: UnsafeMutableRawPointer
@@ -58,17 +61,6 @@ public final class VCPU: @unchecked Sendable {
         try systemCall("KVM_SET_SREGS") { ckvm_ioctl(fd, CKVM_SET_SREGS, &sregs) }
     }
 
-    public func fpu() throws -> kvm_fpu {
-        var fpu = kvm_fpu()
-        try systemCall("KVM_GET_FPU") { ckvm_ioctl(fd, CKVM_GET_FPU, &fpu) }
-        return fpu
-    }
-
-    public func setFPU(_ fpu: kvm_fpu) throws {
-        var fpu = fpu
-        try systemCall("KVM_SET_FPU") { ckvm_ioctl(fd, CKVM_SET_FPU, &fpu) }
-    }
-
     public func events() throws -> kvm_vcpu_events {
         var events = kvm_vcpu_events()
         try systemCall("KVM_GET_VCPU_EVENTS") { ckvm_ioctl(fd, CKVM_GET_VCPU_EVENTS, &events) }
@@ -110,6 +102,13 @@ public final class VCPU: @unchecked Sendable {
         guard vm.kvm.hasSyncRegisters else { return try setSpecialRegisters(sregs) }
         ckvm_run_sync_regs(run)!.pointee.sregs = sregs
         run.pointee.kvm_dirty_regs |= CKVM_SYNC_X86_SREGS
+    }
+
+    /// Sets the pending events for the next KVM_RUN, like `stageRegisters`.
+    public func stageEvents(_ events: kvm_vcpu_events) throws {
+        guard vm.kvm.hasSyncEvents else { return try setEvents(events) }
+        ckvm_run_sync_regs(run)!.pointee.events = events
+        run.pointee.kvm_dirty_regs |= CKVM_SYNC_X86_EVENTS
     }
 
     // MARK: Running

@@ -4,6 +4,7 @@ import Glibc
 /// A KVM virtual machine: owns its fd, its memory slots' registrations and
 /// creates its vCPUs. Closing the fd (deinit) tears the VM down.
 public final class VM: @unchecked Sendable {
+    // No lock: the fd and the KVM handle never change; KVM serialises ioctls.
     let fd: Int32
     public let kvm: KVM
 

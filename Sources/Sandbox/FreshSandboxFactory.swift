@@ -7,6 +7,8 @@ import MicroVM
 /// (guest version, configuration) that was asked for recently, so a job
 /// usually finds its VM already built; creation itself is bounded host-wide.
 public final class FreshSandboxFactory: @unchecked Sendable {
+    // `condition` (an NSCondition) guards `stocks`, `stopped` and `created`;
+    // the rest is immutable.
     public struct Key: Hashable, Sendable {
         public var version: String
         public var configuration: SandboxConfiguration

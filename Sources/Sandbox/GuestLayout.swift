@@ -7,6 +7,7 @@ public struct GuestLayout: Equatable, Sendable {
     public static let page = UInt64(HL_PAGE_SIZE)
     public static let descriptorTables = UInt64(HL_HOST_AREA_ADDR)
     public static let pageTableArea = UInt64(HL_HOST_AREA_ADDR) + LongMode.descriptorTablesSize
+    public static let entryStub = UInt64(HL_ENTRY_STUB_ADDR)
     public static let bootInfo = UInt64(HL_BOOT_INFO_ADDR)
     public static let imageBase = UInt64(HL_IMAGE_BASE)
     /// The smallest heap worth starting a guest with.
@@ -57,19 +58,21 @@ public struct GuestLayout: Equatable, Sendable {
     }
 
     /// What the guest may touch, and how. The page tables are unmapped; the
-    /// descriptor tables are mapped supervisor-only, out of the guest's reach.
+    /// descriptor tables are mapped supervisor-only, out of the guest's reach;
+    /// the entry stub can be run and read, not written.
     public func mappings(imageMappings: [PageMapping]) -> [PageMapping] {
         func data(_ range: Range<UInt64>, writable: Bool = true) -> PageMapping {
             PageMapping(start: range.lowerBound, length: range.upperBound - range.lowerBound,
                         writable: writable, executable: false)
         }
         return [LongMode.descriptorTablesMapping(at: Self.descriptorTables),
+                PageMapping(start: Self.entryStub, length: Self.page, writable: false, executable: true),
                 data(Self.bootInfo..<(Self.bootInfo + Self.page), writable: false)] + imageMappings + [
             data(heap), data(input, writable: false), data(output), data(hostCall), data(stack),
         ]
     }
 
-    public var bootInfoRecord: hl_boot_info {
+    public func bootInfoRecord(features: GuestCPUFeatures) -> hl_boot_info {
         hl_boot_info(
             magic: UInt64(HL_BOOT_MAGIC), abi_version: UInt32(HL_ABI_VERSION), reserved: 0,
             memory_size: memorySize,
@@ -77,6 +80,7 @@ public struct GuestLayout: Equatable, Sendable {
             input_addr: input.lowerBound, input_size: UInt64(input.count),
             output_addr: output.lowerBound, output_size: UInt64(output.count),
             hostcall_addr: hostCall.lowerBound, hostcall_size: UInt64(hostCall.count),
-            stack_bottom: stack.lowerBound, stack_top: stack.upperBound)
+            stack_bottom: stack.lowerBound, stack_top: stack.upperBound,
+            xsave_mask: features.xsaveMask, cpu_flags: features.fsgsBase ? UInt64(HL_CPU_FSGSBASE) : 0)
     }
 }

@@ -9,6 +9,8 @@ import MicroVM
 /// fixed number of slots, each an flock'd file that the kernel releases if
 /// the process dies.
 public final class HostCreationLimit: @unchecked Sendable {
+    // No lock in the process: the slot files' descriptors never change, and
+    // flock arbitrates between threads and processes.
     public let slots: Int
     private let fds: [Int32]
 

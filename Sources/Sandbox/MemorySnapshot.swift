@@ -5,6 +5,7 @@ import MicroVM
 /// sandbox (descriptor and page tables, boot info, the image). Everything
 /// else starts as zeros, so restoring a page is a copy from here or a clear.
 final class MemorySnapshot: @unchecked Sendable {
+    // No lock: immutable after init.
     private let ranges: [Range<UInt64>]
     private let copies: [[UInt8]]
 

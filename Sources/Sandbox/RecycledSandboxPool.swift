@@ -8,6 +8,7 @@ import MicroVM
 /// sandboxes are evicted oldest first beyond `capacity`, after
 /// `idleLifetime`, and when their guest gets a new version.
 public final class RecycledSandboxPool: @unchecked Sendable {
+    // `lock` (an NSLock) guards `idle`; the rest is immutable.
     public struct Key: Hashable, Sendable {
         public var name: String
         public var version: String

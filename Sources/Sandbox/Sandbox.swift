@@ -12,6 +12,8 @@ import Synchronization
 /// to its snapshot (recyclable sandboxes) makes it ready again. A sandbox is
 /// driven by one thread at a time; `stop` may come from any thread.
 public final class Sandbox: @unchecked Sendable {
+    // `callState` (a Mutex) guards what `stop` may touch from another thread;
+    // everything else belongs to the one thread driving the sandbox.
     public enum Status: Equatable, Sendable {
         case ready
         /// The last call ended abnormally; guest state is suspect.
@@ -32,14 +34,17 @@ public final class Sandbox: @unchecked Sendable {
     let vcpu: VCPU
     let vm: VM
     let memory: GuestMemory
-    let initialSpecialRegisters: kvm_sregs
-    let initialEvents: kvm_vcpu_events
+    /// For recyclable sandboxes: the whole vCPU state as built, which every
+    /// reset puts back as one value.
+    let initialState: VCPUState?
     /// For recyclable sandboxes: the memory the host wrote at build time, so
     /// a reset can put back any of it the guest changed.
     let snapshot: MemorySnapshot?
     /// Reused between resets, sized for one bit per page.
     var dirtyBitmap: [UInt64]
-    private let logger: Logger
+    /// The guest's log lines: filtered, escaped, budgeted per call and
+    /// queued, never written on the call's thread.
+    private var guestLog: GuestLog
 
     /// CR2 holds the address of the last page fault. The host sets it to a
     /// value no fault can produce (non-canonical), so after a triple fault a
@@ -61,38 +66,43 @@ public final class Sandbox: @unchecked Sendable {
         layout = try GuestLayout(configuration: configuration, image: image.elf)
         var logger = logger
         logger[metadataKey: "guest"] = "\(image.name)"
-        self.logger = logger
+        guestLog = GuestLog(logger: logger)
         do {
             memory = try GuestMemory(size: Int(layout.memorySize))
             vm = try kvm.makeVM()
             try vm.map(memory, logDirtyPages: configuration.recyclable)
             try LongMode.writeDescriptorTables(into: memory, at: GuestLayout.descriptorTables)
             var tables = try PageTableBuilder(memory: memory, areaStart: GuestLayout.pageTableArea,
-                                              areaEnd: GuestLayout.bootInfo)
+                                              areaEnd: GuestLayout.entryStub)
             for mapping in layout.mappings(imageMappings: image.pageMappings) {
                 try tables.map(mapping)
             }
             try image.elf.load(into: memory)
-            try memory.store(layout.bootInfoRecord, at: GuestLayout.bootInfo)
+            let features = try kvm.guestCPUFeatures()
+            try memory.write(EntryStub.page(target: image.elf.entry, features: features), at: GuestLayout.entryStub)
+            try memory.store(layout.bootInfoRecord(features: features), at: GuestLayout.bootInfo)
             vcpu = try vm.makeVCPU()
             var sregs = LongMode.specialRegisters(from: try vcpu.resetSpecialRegisters(), pageTableRoot: tables.root,
                                                   descriptorTables: GuestLayout.descriptorTables)
             sregs.cr2 = Self.faultAddressSentinel
-            initialSpecialRegisters = sregs
-            try vcpu.stageSpecialRegisters(sregs)
-            try vcpu.setFPU(LongMode.initialFPU())
-            // Only a reset needs them, and only recyclable sandboxes reset.
-            initialEvents = configuration.recyclable ? try vcpu.events() : kvm_vcpu_events()
             let pages = Int(layout.memorySize) / GuestMemory.pageSize
             dirtyBitmap = [UInt64](repeating: 0, count: (pages + 63) / 64)
             if configuration.recyclable {
+                // Set with ioctls rather than staged, so the capture reads
+                // the state the first call will start from.
+                try vcpu.setSpecialRegisters(sregs)
+                try vcpu.setRegisters(LongMode.registers(entry: GuestLayout.entryStub, stack: layout.stack.upperBound))
+                initialState = try vcpu.captureState()
                 snapshot = try MemorySnapshot(memory: memory, ranges: [
                     GuestLayout.descriptorTables..<(GuestLayout.pageTableArea + tables.used),
-                    GuestLayout.bootInfo..<layout.image.upperBound,
+                    GuestLayout.entryStub..<layout.image.upperBound,
                 ])
                 // Start the log from a clean slate.
                 try vm.takeDirtyLog(into: &dirtyBitmap)
             } else {
+                // A fresh sandbox runs once; KVM's new vCPU is its state.
+                try vcpu.stageSpecialRegisters(sregs)
+                initialState = nil
                 snapshot = nil
             }
         } catch let error as KVMError {
@@ -106,12 +116,12 @@ public final class Sandbox: @unchecked Sendable {
 
     /// Puts a recyclable sandbox back to the state it was built in: every
     /// page the guest or the host wrote since is restored from the snapshot
-    /// (or zeroed where the snapshot has nothing), and every register the
-    /// guest could change is reloaded. Works after any call, including one
+    /// (or zeroed where the snapshot has nothing), and the vCPU's whole
+    /// state is restored as one value. Works after any call, including one
     /// that crashed, timed out or was cancelled. Returns the pages restored.
     @discardableResult
     public func reset() throws(SandboxError) -> Int {
-        guard let snapshot, status != .unrecoverable else {
+        guard let snapshot, let initialState, status != .unrecoverable else {
             throw .host(.invalidArgument("this sandbox cannot be reset"))
         }
         do {
@@ -134,9 +144,7 @@ public final class Sandbox: @unchecked Sendable {
             if hostWroteHostCallArea {
                 try memory.zero(at: layout.hostCall.lowerBound, length: Int(page))
             }
-            try vcpu.stageSpecialRegisters(initialSpecialRegisters)
-            try vcpu.setFPU(LongMode.initialFPU())
-            try vcpu.setEvents(initialEvents)
+            try vcpu.restore(initialState)
             hostWrittenInput = 0
             hostWroteHostCallArea = false
             status = .ready
@@ -160,12 +168,15 @@ public final class Sandbox: @unchecked Sendable {
         try limits.validate()
         try writeCall(function, input: input)
         do {
-            try vcpu.stageRegisters(LongMode.registers(entry: image.elf.entry, stack: layout.stack.upperBound))
+            // Every call enters through the host's stub, which establishes
+            // what the hypervisor does not and then jumps to e_entry.
+            try vcpu.stageRegisters(LongMode.registers(entry: GuestLayout.entryStub, stack: layout.stack.upperBound))
         } catch {
             status = .unrecoverable
             throw .hostFailure(error)
         }
 
+        guestLog.beginCall(maxBytes: limits.maxLogBytes)
         callState.withLock { state in
             state = (true, nil)
             vcpu.clearStop()
@@ -235,13 +246,19 @@ public final class Sandbox: @unchecked Sendable {
                 hostCalls += 1
                 guard hostCalls <= limits.maxHostCalls else { throw .tooManyHostCalls(limit: limits.maxHostCalls) }
                 try serviceHostCall()
+                // A deadline or cancel that came while the host was busy
+                // ends the call now; the guest does not run again.
+                if let reason = callState.withLock({ $0.stopReason }) { throw Self.stopped(reason, limits) }
             case .stopped:
-                switch callState.withLock({ $0.stopReason }) {
-                case .cancelled: throw .cancelled
-                default: throw .timeout(milliseconds: limits.timeoutMilliseconds)
-                }
+                throw Self.stopped(callState.withLock { $0.stopReason } ?? .timeout, limits)
             case .tripleFault:
                 let (cr2, rip) = faultRegisters()
+                if (GuestLayout.entryStub..<(GuestLayout.entryStub + GuestLayout.page)).contains(rip) {
+                    // No guest code has run: CPU state this VM keeps (and
+                    // no reset restores) stops the host's own stub. Not the
+                    // job's fault; the VM is thrown away and the job retried.
+                    throw .host(.invalidArgument("the entry stub faulted at rip 0x\(String(rip, radix: 16)): this VM cannot be put into a known state"))
+                }
                 if cr2 != Self.faultAddressSentinel {
                     throw .memoryAccessViolation(address: cr2, rip: rip)
                 }
@@ -251,6 +268,13 @@ public final class Sandbox: @unchecked Sendable {
             case .crash(let reason):
                 throw .guestCrash(reason: reason, rip: faultRegisters().rip)
             }
+        }
+    }
+
+    private static func stopped(_ reason: StopReason, _ limits: CallLimits) -> SandboxError {
+        switch reason {
+        case .cancelled: return .cancelled
+        case .timeout: return .timeout(milliseconds: limits.timeoutMilliseconds)
         }
     }
 
@@ -281,11 +305,10 @@ public final class Sandbox: @unchecked Sendable {
         }
     }
 
-    /// Guest text headed for logs and job rows: valid UTF-8, no control
-    /// characters, bounded length.
+    /// Guest text headed for logs and job rows: valid UTF-8, every control,
+    /// format and separator character escaped, bounded length.
     static func safeMessage(_ bytes: [UInt8]) -> String {
-        let text = String(decoding: bytes.prefix(1024), as: UTF8.self)
-        return String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
+        UntrustedText.escape(bytes)
     }
 
     // MARK: Host calls
@@ -306,8 +329,7 @@ public final class Sandbox: @unchecked Sendable {
             case .malformed(let reason):
                 throw SandboxError.guestCrash(reason: reason, rip: faultRegisters().rip)
             case .log(let level, let text):
-                let message = Self.safeMessage(Array(text))
-                logger.log(level: Self.logLevel(level), "\(message)")
+                guestLog.record(level: Self.logLevel(level), message: text)
             case .wallClock:
                 var now = timespec()
                 clock_gettime(CLOCK_REALTIME, &now)

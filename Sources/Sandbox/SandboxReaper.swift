@@ -9,6 +9,7 @@ import Foundation
 /// reaper that falls behind would slow everything down. Past `bound`
 /// pending sandboxes, `discard` tears down on the caller's thread instead.
 public final class SandboxReaper: @unchecked Sendable {
+    // `condition` (an NSCondition) guards `pending` and `tearingDown`.
     private let condition = NSCondition()
     private var pending: [Sandbox] = []
     /// 1 while the reaper thread is tearing one down: it still counts.

@@ -4,6 +4,8 @@ import Glibc
 /// action run once its deadline passes, unless it is disarmed first. A single
 /// thread keeps timeouts from costing a thread per call.
 final class Watchdog: @unchecked Sendable {
+    // `mutex` (a pthread mutex, with `condition`) guards `entries`, `nextToken`
+    // and `sleepingUntil`.
     static let shared = Watchdog()
 
     private var mutex = pthread_mutex_t()

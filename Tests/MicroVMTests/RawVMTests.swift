@@ -33,7 +33,6 @@ final class RawVMTests: XCTestCase {
         let vcpu = try vm.makeVCPU()
         try vcpu.setSpecialRegisters(LongMode.specialRegisters(from: try vcpu.specialRegisters(),
                                                                pageTableRoot: tables.root, descriptorTables: 0x1000))
-        try vcpu.setFPU(LongMode.initialFPU())
         try vcpu.setRegisters(LongMode.registers(entry: Self.codeAddress, stack: Self.stackTop))
         return RawVM(vm: vm, vcpu: vcpu, memory: memory)
     }

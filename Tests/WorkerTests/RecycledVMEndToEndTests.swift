@@ -70,6 +70,34 @@ final class RecycledVMEndToEndTests: WorkerTestCase {
         worker.terminate()
     }
 
+    /// One slot and recycled VMs: a job that plants hostile CPU state
+    /// (truncating rounding, flush to zero, unmasked SSE exceptions, vector
+    /// registers, data selectors) before it ends, however it ends, must not
+    /// change what the next job computes or sees.
+    func testHostileCPUStateDoesNotReachTheNextJob() throws {
+        try addGuest("isolation")
+        let worker = try startWorker(concurrency: 1, ["--vm", "recycled"])
+        let freshDigest = try insertJob("state_digest", guest: "isolation", vm: "fresh")
+        try waitUntilFinal(freshDigest)
+        // The digest's classes; the raw XSTATE_BV beside them is the CPU's
+        // own bookkeeping, which host interrupts change.
+        func classes(_ id: Int64) throws -> String? {
+            try sql("SELECT (result->'classes')::text AS classes FROM hl.jobs WHERE id = $1", [String(id)])
+                .singleRow().string("classes")
+        }
+        let reference = try XCTUnwrap(try classes(freshDigest))
+        let float = #"{"third": "0x3fd5555555555555", "half_tiny": "0x0008000000000000"}"#
+        for hostile in ["plant", "poison_mxcsr", "plant_crash", "plant_error", "plant_fault"] {
+            try waitUntilFinal(try insertJob(hostile, guest: "isolation", maxAttempts: 1))
+            let probe = try insertJob("float_probe", guest: "isolation")
+            let digest = try insertJob("state_digest", guest: "isolation")
+            try waitUntilAllFinal()
+            try assertCompleted(probe, result: float)
+            XCTAssertEqual(try classes(digest), reference, "the CPU state a job sees after \(hostile)")
+        }
+        worker.terminate()
+    }
+
     /// `guest add` replaces the image under a name; the running worker runs
     /// the next job with the new one, in recycled and fresh VMs alike.
     func testNewGuestVersionIsPickedUpWithoutRestart() throws {

@@ -16,6 +16,7 @@
  *
  *   0                    unmapped (null guard)
  *   HL_HOST_AREA_ADDR    host-only: GDT, TSS (supervisor-only), page tables
+ *   HL_ENTRY_STUB_ADDR   the host's entry stub, read-only and executable
  *   HL_BOOT_INFO_ADDR    struct hl_boot_info, read-only to the guest
  *   HL_IMAGE_BASE        the ELF's PT_LOAD segments (R/X per segment flags)
  *   ...                  heap        [boot->heap_start,    boot->heap_end)
@@ -26,10 +27,23 @@
  *   S - HL_PAGE_SIZE     unmapped (top guard)
  *
  * A call: the host writes an hl_call_header, the function name and the input
- * bytes to the input area, sets RIP = e_entry, RSP = boot->stack_top and
- * RFLAGS, and runs. The guest runtime dispatches on the name, writes an
- * hl_result_header and the result bytes to the output area, and does
- * `out HL_PORT_DONE`. The host never resumes a guest after HL_PORT_DONE.
+ * bytes to the input area, sets RIP = HL_ENTRY_STUB_ADDR, RSP =
+ * boot->stack_top, RFLAGS and every other general register to 0, and runs.
+ * The entry stub (host code, which the guest can neither write nor skip)
+ * zeroes PKRU where the guest can use it (before its first data access),
+ * loads the null selector into DS, ES, FS and GS, zeroes the FS and GS bases
+ * where the guest could have changed them (HL_CPU_FSGSBASE), puts every
+ * extended state component the guest can reach (x87, MXCSR, XMM, YMM, ZMM,
+ * opmask, PKRU, AMX tile configuration) into its initial state with one
+ * XRSTOR (FXRSTOR where XSAVE is off), restores RAX, RCX and RDX to 0 and
+ * jumps to e_entry; it changes no flag. So every call starts from the same CPU
+ * state, whatever an earlier call on this VM or on this host thread left
+ * behind: the hypervisor here does not load the selectors the host asks
+ * for, and KVM does not reset MXCSR or AVX state through KVM_SET_FPU.
+ *
+ * The guest runtime dispatches on the name, writes an hl_result_header and
+ * the result bytes to the output area, and does `out HL_PORT_DONE`. The host
+ * never resumes a guest after HL_PORT_DONE.
  *
  * A host call: the guest writes an hl_hostcall_request and its payload to the
  * host-call area and does `out HL_PORT_HOSTCALL`. The host validates it,
@@ -56,6 +70,7 @@
 /* Fixed addresses (the rest of the map is in hl_boot_info). */
 #define HL_PAGE_SIZE 0x1000u
 #define HL_HOST_AREA_ADDR 0x1000u
+#define HL_ENTRY_STUB_ADDR 0x1FE000u
 #define HL_BOOT_INFO_ADDR 0x1FF000u
 #define HL_IMAGE_BASE 0x200000u
 
@@ -81,7 +96,16 @@ struct hl_boot_info {
     uint64_t hostcall_size;
     uint64_t stack_bottom;
     uint64_t stack_top;     /* initial RSP; 16-byte aligned */
+    /* What CPL3 code can use here. `cpuid` answers zeros on these hosts, so
+     * the host runs a probe once and says. Zero on hosts older than these
+     * fields (the boot page is zero-filled). */
+    uint64_t xsave_mask;    /* XCR0 as the guest sees it (state components
+                             * XSAVE/XRSTOR cover); 0: only FXSAVE works */
+    uint64_t cpu_flags;     /* HL_CPU_* */
 };
+
+/* hl_boot_info.cpu_flags */
+#define HL_CPU_FSGSBASE 1u  /* rdfsbase/wrfsbase and the GS forms work */
 
 /* Input area: header, then name_len bytes of function name (not NUL
  * terminated), then input_len bytes of input. */
@@ -147,7 +171,7 @@ struct hl_hostcall_reply {
     uint32_t reserved;
 };
 
-_Static_assert(sizeof(struct hl_boot_info) == 104, "hl_boot_info layout");
+_Static_assert(sizeof(struct hl_boot_info) == 120, "hl_boot_info layout");
 _Static_assert(sizeof(struct hl_call_header) == 16, "hl_call_header layout");
 _Static_assert(sizeof(struct hl_result_header) == 16, "hl_result_header layout");
 _Static_assert(sizeof(struct hl_hostcall_request) == 16, "hl_hostcall_request layout");

@@ -25,18 +25,25 @@ static const unsigned long CKVM_GET_REGS = KVM_GET_REGS;
 static const unsigned long CKVM_SET_REGS = KVM_SET_REGS;
 static const unsigned long CKVM_GET_SREGS = KVM_GET_SREGS;
 static const unsigned long CKVM_SET_SREGS = KVM_SET_SREGS;
-static const unsigned long CKVM_GET_FPU = KVM_GET_FPU;
-static const unsigned long CKVM_SET_FPU = KVM_SET_FPU;
 static const unsigned long CKVM_SET_CPUID2 = KVM_SET_CPUID2;
 static const unsigned long CKVM_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
 static const unsigned long CKVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
 static const unsigned long CKVM_GET_XCRS = KVM_GET_XCRS;
 static const unsigned long CKVM_SET_XCRS = KVM_SET_XCRS;
+/* The rest of a vCPU's state, saved and restored as one value (VCPUState). */
+static const unsigned long CKVM_GET_XSAVE = KVM_GET_XSAVE;
+static const unsigned long CKVM_GET_XSAVE2 = KVM_GET_XSAVE2;
+static const unsigned long CKVM_SET_XSAVE = KVM_SET_XSAVE;
+static const unsigned long CKVM_GET_DEBUGREGS = KVM_GET_DEBUGREGS;
+static const unsigned long CKVM_SET_DEBUGREGS = KVM_SET_DEBUGREGS;
+static const unsigned long CKVM_GET_MSRS = KVM_GET_MSRS;
+static const unsigned long CKVM_SET_MSRS = KVM_SET_MSRS;
 
 /* Flags and bits that are macros of expressions, not plain literals. */
 static const uint32_t CKVM_MEM_LOG_DIRTY_PAGES = KVM_MEM_LOG_DIRTY_PAGES;
 static const uint64_t CKVM_SYNC_X86_REGS = KVM_SYNC_X86_REGS;
 static const uint64_t CKVM_SYNC_X86_SREGS = KVM_SYNC_X86_SREGS;
+static const uint64_t CKVM_SYNC_X86_EVENTS = KVM_SYNC_X86_EVENTS;
 
 /* ioctl is variadic, which Swift cannot call. */
 int ckvm_ioctl(int fd, unsigned long request, void *argument);
@@ -66,5 +73,10 @@ int ckvm_install_kick_handler(void);
 
 _Static_assert(sizeof(struct kvm_regs) == 144, "kvm_regs layout");
 _Static_assert(sizeof(struct kvm_sregs) == 312, "kvm_sregs layout");
+_Static_assert(sizeof(struct kvm_xsave) == 4096, "kvm_xsave layout");
+_Static_assert(sizeof(struct kvm_xcrs) == 392, "kvm_xcrs layout");
+_Static_assert(sizeof(struct kvm_debugregs) == 128, "kvm_debugregs layout");
+_Static_assert(sizeof(struct kvm_msr_entry) == 16, "kvm_msr_entry layout");
+_Static_assert(sizeof(struct kvm_msrs) == 8, "kvm_msrs header layout");
 
 #endif

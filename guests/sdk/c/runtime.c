@@ -19,11 +19,16 @@ _Noreturn void hl_run_call(void);
 
 /* The direction flag is cleared because rep movsb/stosb rely on it and the
  * host's RFLAGS is not ours to trust; the stack is aligned so a host that
- * hands over an odd RSP still gets SysV-conforming frames. */
+ * hands over an odd RSP still gets SysV-conforming frames. _start is weak so
+ * that a guest that must see the CPU exactly as the host hands it over (the
+ * isolation probe) can define its own and continue at hl_sdk_start. */
 __asm__(".section .text.hl_start,\"ax\",@progbits\n"
-        ".globl _start\n"
+        ".weak _start\n"
         ".type _start,@function\n"
+        ".globl hl_sdk_start\n"
+        ".type hl_sdk_start,@function\n"
         "_start:\n"
+        "hl_sdk_start:\n"
         "    cld\n"
         "    andq $-16, %rsp\n"
         "    xorl %ebp, %ebp\n"
