@@ -66,6 +66,13 @@ final class BenchDatabase {
         _ = try? PGConnection(conninfo: adminURL).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
     }
 
+    /// Removes dead rows and refreshes the planner's statistics of the job
+    /// table, so that every run starts from a comparable table whatever ran
+    /// before it.
+    func vacuumAnalyze() throws {
+        try connection.execute("/* hl-bench */ VACUUM (ANALYZE) hl.jobs")
+    }
+
     /// The highest job id so far: jobs of the next batch have larger ones.
     func lastJobID() throws -> Int64 {
         let row = try connection.execute("SELECT coalesce(max(id), 0) AS id FROM hl.jobs").singleRow()

@@ -7,9 +7,13 @@ struct E2EConfiguration {
     var mode: String
     var processes: Int
     var concurrency: Int
+
+    /// Identifies the configuration across repeats.
+    var key: String { "\(mode)/\(processes)x\(concurrency)" }
 }
 
 /// A bulk run: `jobs` echo jobs inserted by one INSERT, drained by the fleet.
+/// Reported figures are medians over `runs` repeats of the configuration.
 struct E2EResult {
     var configuration: E2EConfiguration
     var jobs: Int
@@ -27,6 +31,10 @@ struct E2EResult {
     /// VMs alive in the fleet when the last job finished: beyond the
     /// concurrency and the fresh stock, these are torn-down-later VMs.
     var liveVMsAtEnd: Int?
+    /// Successful repeats the medians are taken over, and each one's jobs/s
+    /// in the order they ran (the spread shows how noisy the median is).
+    var runs = 1
+    var jobsPerSecondRuns: [Double] = []
     /// Why there are no figures.
     var error: String?
 }
@@ -39,6 +47,7 @@ struct LightLoadResult {
     var startP99Ms: Double?
     var latencyP50Ms: Double?
     var latencyP99Ms: Double?
+    var runs = 1
     var error: String?
 }
 
@@ -49,6 +58,10 @@ struct E2EPlan {
     var shapes: [(Int, Int)]
     var jobs: Int
     var lightJobs: Int
+    /// Every configuration runs this many times; each repeat starts the
+    /// shapes and the modes at a different place in their order, so no
+    /// configuration always runs first or always follows the same one.
+    var repeats: Int
     /// The shape the light-load run uses (a fleet already up for the bulk run).
     var lightShape: (Int, Int) = (1, 8)
 
@@ -56,14 +69,31 @@ struct E2EPlan {
 
     /// Every pair of 1, 2, 4 processes and 1, 2, 4, 8 slots.
     static let full = E2EPlan(modes: allModes, shapes: [1, 2, 4].flatMap { p in [1, 2, 4, 8].map { (p, $0) } },
-                              jobs: 10_000, lightJobs: 100)
+                              jobs: 10_000, lightJobs: 100, repeats: 3)
     /// Each process count and each concurrency at least once.
-    static let quick = E2EPlan(modes: allModes, shapes: [(1, 1), (1, 8), (2, 4), (4, 2)], jobs: 3000, lightJobs: 40)
+    static let quick = E2EPlan(modes: allModes, shapes: [(1, 1), (1, 8), (2, 4), (4, 2)], jobs: 2000, lightJobs: 40,
+                               repeats: 2)
+
+    /// The runs of repeat `index`, in order: shapes rotated by `index`, and
+    /// within a shape the modes rotated by `index` as well.
+    func order(repeat index: Int) -> [E2EConfiguration] {
+        rotated(shapes, by: index).flatMap { processes, concurrency in
+            rotated(modes, by: index).map { E2EConfiguration(mode: $0, processes: processes, concurrency: concurrency) }
+        }
+    }
+
+    private func rotated<T>(_ items: [T], by offset: Int) -> [T] {
+        guard !items.isEmpty else { return items }
+        let start = offset % items.count
+        return Array(items[start...] + items[..<start])
+    }
 }
 
 /// Runs echo jobs through PostgreSQL and real hl-worker processes. Every
 /// figure comes from the job rows' own timestamps (set by the database's
-/// clock), so the benchmark's polling does not blur them.
+/// clock), so when the benchmark notices a drain has ended does not change
+/// them; it waits with a cheap check at a coarse interval so that it takes
+/// little from the CPU the fleet and the database are using.
 struct EndToEnd {
     static let echoArgs = #"{"bench":1}"#
 
@@ -74,23 +104,34 @@ struct EndToEnd {
     let progress: (String) -> Void
 
     func run() -> (bulk: [E2EResult], light: [LightLoadResult]) {
-        var bulk: [E2EResult] = []
-        var light: [LightLoadResult] = []
+        var bulk: [String: [E2EResult]] = [:]
+        var light: [String: [LightLoadResult]] = [:]
         var unavailable: [String: String] = [:]
         var runNumber = 0
-        // Shape by shape, the modes back to back, so that each mode's
-        // figures meet the same machine conditions as their baseline's.
-        for (processes, concurrency) in plan.shapes {
-            for mode in plan.modes {
-                let configuration = E2EConfiguration(mode: mode, processes: processes, concurrency: concurrency)
-                let wantsLight = (processes, concurrency) == plan.lightShape
-                if let reason = unavailable[mode] {
-                    bulk.append(E2EResult(configuration: configuration, jobs: plan.jobs, error: reason))
-                    if wantsLight { light.append(LightLoadResult(configuration: configuration, jobs: plan.lightJobs, error: reason)) }
+        for repeatIndex in 0..<plan.repeats {
+            for configuration in plan.order(repeat: repeatIndex) {
+                let key = configuration.key
+                let wantsLight = (configuration.processes, configuration.concurrency) == plan.lightShape
+                if let reason = unavailable[configuration.mode] {
+                    bulk[key, default: []].append(E2EResult(configuration: configuration, jobs: plan.jobs, error: reason))
+                    if wantsLight {
+                        light[key, default: []].append(LightLoadResult(configuration: configuration, jobs: plan.lightJobs,
+                                                                       error: reason))
+                    }
                     continue
                 }
                 runNumber += 1
-                progress("e2e \(mode), \(processes) process(es) x \(concurrency) slot(s), \(plan.jobs) jobs")
+                progress("e2e \(repeatIndex + 1)/\(plan.repeats): \(configuration.mode), \(configuration.processes) process(es) x "
+                         + "\(configuration.concurrency) slot(s), \(plan.jobs) jobs")
+                do {
+                    // Every run starts from the same kind of table: dead rows
+                    // of earlier runs gone, statistics current.
+                    try database.vacuumAnalyze()
+                } catch {
+                    bulk[key, default: []].append(E2EResult(configuration: configuration, jobs: plan.jobs,
+                                                            error: "VACUUM ANALYZE failed: \(error)"))
+                    continue
+                }
                 let fleet: WorkerFleet
                 do {
                     fleet = try WorkerFleet(binary: workerBinary, databaseURL: database.url, configuration: configuration,
@@ -99,23 +140,26 @@ struct EndToEnd {
                 } catch {
                     // A mode this hl-worker does not have fails at start-up,
                     // for every shape alike: say so once and skip the rest.
-                    let reason = "n/a: hl-worker --vm \(mode) did not start: \(error)"
-                    unavailable[mode] = reason
-                    bulk.append(E2EResult(configuration: configuration, jobs: plan.jobs, error: reason))
-                    if wantsLight { light.append(LightLoadResult(configuration: configuration, jobs: plan.lightJobs, error: reason)) }
+                    let reason = "n/a: hl-worker --vm \(configuration.mode) did not start: \(error)"
+                    unavailable[configuration.mode] = reason
+                    bulk[key, default: []].append(E2EResult(configuration: configuration, jobs: plan.jobs, error: reason))
+                    if wantsLight {
+                        light[key, default: []].append(LightLoadResult(configuration: configuration, jobs: plan.lightJobs,
+                                                                       error: reason))
+                    }
                     continue
                 }
                 defer { fleet.stop() }
-                bulk.append(measureBulk(configuration, fleet: fleet))
-                if wantsLight { light.append(measureLight(configuration, fleet: fleet)) }
+                bulk[key, default: []].append(measureBulk(configuration, fleet: fleet))
+                if wantsLight { light[key, default: []].append(measureLight(configuration, fleet: fleet)) }
             }
         }
-        // Reported mode by mode.
-        let order = { (mode: String) in plan.modes.firstIndex(of: mode) ?? 0 }
-        bulk = bulk.enumerated().sorted {
-            (order($0.element.configuration.mode), $0.offset) < (order($1.element.configuration.mode), $1.offset)
-        }.map(\.element)
-        return (bulk, light)
+        // Reported mode by mode, shapes in the plan's order.
+        let reportOrder = plan.modes.flatMap { mode in
+            plan.shapes.map { E2EConfiguration(mode: mode, processes: $0.0, concurrency: $0.1).key }
+        }
+        return (reportOrder.compactMap { bulk[$0].map(E2EResult.median) },
+                reportOrder.compactMap { light[$0].map(LightLoadResult.median) })
     }
 
     private func measureBulk(_ configuration: E2EConfiguration, fleet: WorkerFleet) -> E2EResult {
@@ -158,7 +202,7 @@ struct EndToEnd {
                     "INSERT INTO hl.jobs (guest, function, args) VALUES ($1, 'echo', $2::jsonb) RETURNING id",
                     params: [BenchDatabase.guestName, Self.echoArgs]).singleRow()
                 let id = try row.required("id", row.int64)
-                try waitUntil(timeout: 30, fleet: fleet, what: "job \(id) to finish") {
+                try waitUntil(timeout: 30, longestPause: 0.01, fleet: fleet, what: "job \(id) to finish") {
                     let done = try database.connection.execute(
                         "SELECT finished_at IS NOT NULL AS done FROM hl.jobs WHERE id = $1::bigint", params: [String(id)]).singleRow()
                     return try done.bool("done") == true
@@ -187,28 +231,40 @@ struct EndToEnd {
         return after
     }
 
+    /// Waits until no job is waiting or running: an EXISTS over the claim
+    /// index's and the running index's partial predicates, which stops at
+    /// the first row it finds, every `drainPollInterval`. Failures are
+    /// counted afterwards from the batch's rows.
     private func drain(_ after: Int64, count: Int, fleet: WorkerFleet) throws {
         // Generous: the slowest configuration here drains ~100 jobs/s.
-        try waitUntil(timeout: 60 + Double(count) / 20, fleet: fleet, what: "\(count) jobs to finish") {
+        try waitUntil(timeout: 60 + Double(count) / 20, longestPause: Self.drainPollInterval, fleet: fleet,
+                      what: "\(count) jobs to finish") {
             let row = try database.connection.execute(
                 """
-                SELECT count(*) FILTER (WHERE finished_at IS NOT NULL) AS done,
-                       count(*) FILTER (WHERE errors <> '[]') AS failed
-                FROM hl.jobs WHERE id > $1::bigint
-                """, params: [String(after)]).singleRow()
-            if let failed = try row.int("failed"), failed > 0 {
-                throw BenchError.unexpected("\(failed) jobs failed: \(try failureKinds(after: after))")
-            }
-            return try row.int("done") == count
+                /* hl-bench */ SELECT EXISTS (SELECT 1 FROM hl.jobs WHERE state IN ('available', 'retryable'))
+                    OR EXISTS (SELECT 1 FROM hl.jobs WHERE state = 'running') AS busy
+                """).singleRow()
+            return try row.bool("busy") == false
         }
     }
 
-    private func waitUntil(timeout: Double, fleet: WorkerFleet, what: String, _ done: () throws -> Bool) throws {
+    /// How often a drain is checked once it has gone on a while: coarse
+    /// next to a 10,000-job batch (seconds), and free of effect on the
+    /// figures, which come from the rows' timestamps.
+    static let drainPollInterval: Double = 0.05
+
+    /// Checks `done` after pauses that start at 1 ms and double up to
+    /// `longestPause`: a short wait is noticed soon, a long one is checked
+    /// rarely.
+    private func waitUntil(timeout: Double, longestPause: Double, fleet: WorkerFleet, what: String,
+                           _ done: () throws -> Bool) throws {
         let deadline = Date(timeIntervalSinceNow: timeout)
+        var pause = 0.001
         while try !done() {
             try fleet.checkAlive()
             guard Date() < deadline else { throw BenchError.unexpected("timed out after \(Int(timeout)) s waiting for \(what)") }
-            usleep(2_000)
+            usleep(UInt32(pause * 1_000_000))
+            pause = min(pause * 2, longestPause)
         }
     }
 
@@ -248,119 +304,5 @@ struct EndToEnd {
         return result.rows.map { row in
             "\(row.string("count") ?? "?") \(row.string("state") ?? "?") \(row.string("kind") ?? "") \(row.string("message") ?? "")"
         }.joined(separator: "; ")
-    }
-}
-
-/// The hl-worker processes of one run, each with its log in `logDirectory`.
-final class WorkerFleet {
-    private let processes: [Process]
-    private let logs: [String]
-    private let idPrefix: String
-
-    init(binary: String, databaseURL: String, configuration: E2EConfiguration, tag: String, logDirectory: String) throws {
-        idPrefix = "hl-bench-\(getpid())-\(tag)-"
-        var processes: [Process] = []
-        var logs: [String] = []
-        for index in 0..<configuration.processes {
-            let log = (logDirectory as NSString).appendingPathComponent("\(tag)-\(configuration.mode)-\(index).log")
-            guard FileManager.default.createFile(atPath: log, contents: nil) else {
-                throw BenchError.setup("cannot create \(log)")
-            }
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = ["serve", "--database-url", databaseURL, "--concurrency", String(configuration.concurrency),
-                                 "--vm", configuration.mode, "--worker-id", "\(idPrefix)\(index)"]
-            process.standardOutput = handle
-            process.standardError = handle
-            do {
-                try process.run()
-            } catch {
-                processes.forEach { $0.terminate() }
-                throw BenchError.setup("cannot start \(binary): \(error)")
-            }
-            try? handle.close()
-            processes.append(process)
-            logs.append(log)
-        }
-        self.processes = processes
-        self.logs = logs
-    }
-
-    /// Waits until every process has registered in hl.workers.
-    func waitRegistered(_ connection: PGConnection) throws {
-        let deadline = Date(timeIntervalSinceNow: 30)
-        while true {
-            try checkAlive()
-            let row = try connection.execute("SELECT count(*) AS n FROM hl.workers WHERE id LIKE $1",
-                                             params: [idPrefix + "%"]).singleRow()
-            if try row.int("n") == processes.count { return }
-            guard Date() < deadline else {
-                stop()
-                throw BenchError.setup("hl-worker did not register within 30 s; see \(logs[0])")
-            }
-            usleep(5_000)
-        }
-    }
-
-    /// Throws, with the end of its log, if a worker has exited.
-    func checkAlive() throws {
-        for (process, log) in zip(processes, logs) where !process.isRunning {
-            let tail = (try? String(contentsOfFile: log, encoding: .utf8))?
-                .split(separator: "\n").suffix(3).joined(separator: " | ") ?? ""
-            stop()
-            throw BenchError.setup("exit \(process.terminationStatus): \(tail)")
-        }
-    }
-
-    /// User + system CPU seconds the processes have used so far, from
-    /// /proc/PID/stat (fields 14 and 15, in clock ticks).
-    func cpuSeconds() -> Double {
-        let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
-        return processes.reduce(0) { total, process in
-            guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
-                  let end = stat.lastIndex(of: ")") else { return total }
-            // Fields after the command name, which may itself hold spaces: state is field 3.
-            let fields = stat[stat.index(after: end)...].split(separator: " ")
-            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return total }
-            return total + (user + system) / ticksPerSecond
-        }
-    }
-
-    /// KVM VM descriptors the processes hold open.
-    func liveVMs() -> Int {
-        processes.reduce(0) { total, process in
-            let directory = "/proc/\(process.processIdentifier)/fd"
-            let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-            return total + entries.filter {
-                (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(directory)/\($0)")) == "anon_inode:kvm-vm"
-            }.count
-        }
-    }
-
-    /// Waits until at most `settledAt` VMs are left (what the pools and the
-    /// fresh stock keep), or the count stops falling for a second.
-    func waitForTeardown(settledAt: Int) {
-        let deadline = Date(timeIntervalSinceNow: 120)
-        var last = liveVMs()
-        var lastFell = Date()
-        while last > settledAt && Date() < deadline && Date().timeIntervalSince(lastFell) < 1 {
-            usleep(100_000)
-            let now = liveVMs()
-            if now < last { lastFell = Date() }
-            last = now
-        }
-    }
-
-    /// SIGTERM (the worker drains and deregisters), then SIGKILL for any
-    /// still running after its grace period.
-    func stop() {
-        for process in processes where process.isRunning { process.terminate() }
-        let deadline = Date(timeIntervalSinceNow: 40)
-        for process in processes {
-            while process.isRunning && Date() < deadline { usleep(5_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-        }
     }
 }

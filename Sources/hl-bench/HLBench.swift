@@ -17,6 +17,8 @@ struct HLBench: ParsableCommand {
             Prints a table, or with --json one JSON object on stdout; progress goes to stderr. \
             End-to-end runs use --database-url, else DATABASE_URL, else the checkout's private cluster \
             (scripts/pg.sh start), inside a database of their own (hl_bench_<pid>) that is dropped afterwards. \
+            Each end-to-end configuration runs --repeats times, interleaved, shapes and modes in a rotated order, \
+            with VACUUM ANALYZE of the job table before each run; the figures are medians over the runs. \
             They start the hl-worker built next to hl-bench, so build both: \
             swift build -c release --product hl-worker && swift build -c release --product hl-bench.
             """
@@ -32,8 +34,15 @@ struct HLBench: ParsableCommand {
     var databaseURL: String?
     @Option(help: ArgumentHelp("The hl-worker binary (default: the one next to hl-bench).", valueName: "path"))
     var worker: String?
+    @Option(help: ArgumentHelp("Runs of each end-to-end configuration, interleaved; figures are their medians (default: 3, 2 with --quick).",
+                               valueName: "n"))
+    var repeats: Int?
     @Flag(name: .customLong("skip-e2e"), help: "Only the in-process measurements; no PostgreSQL, no hl-worker.")
     var skipE2E = false
+
+    func validate() throws {
+        if let repeats, repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+    }
 
     func run() throws {
         // Sandboxes log through swift-log; the guests here never log, and
@@ -78,8 +87,11 @@ struct HLBench: ParsableCommand {
             defer { database.drop() }
             let logDirectory = (NSTemporaryDirectory() as NSString).appendingPathComponent("hl-bench-\(getpid())")
             try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+            var plan = quick ? E2EPlan.quick : E2EPlan.full
+            plan.repeats = repeats ?? plan.repeats
+            report.repeats = plan.repeats
             let endToEnd = EndToEnd(database: database, workerBinary: workerBinary, logDirectory: logDirectory,
-                                    plan: quick ? .quick : .full, progress: Self.progress)
+                                    plan: plan, progress: Self.progress)
             (report.bulk, report.light) = endToEnd.run()
             let failed = report.bulk.contains { $0.error != nil && !$0.error!.hasPrefix("n/a") }
                 || report.light.contains { $0.error != nil && !$0.error!.hasPrefix("n/a") }

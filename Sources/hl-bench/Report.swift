@@ -24,6 +24,8 @@ struct Report {
     var bulk: [E2EResult]
     var light: [LightLoadResult]
     var e2eSkipped: String?
+    /// Times each end-to-end configuration was run.
+    var repeats = 0
 
     /// The seed's slides: Hyperlight on WSL2, requests per second.
     static let seed = (noVM: 13_853.0, warm: 4_047.0, cold: 290.0)
@@ -95,6 +97,8 @@ struct Report {
                 ("start_p50_ms", .number(result.startP50Ms)),
                 ("worker_cpu_ms_per_job", .number(result.workerCPUMsPerJob)),
                 ("live_vms_at_end", result.liveVMsAtEnd.map { .integer($0) } ?? .number(nil)),
+                ("runs", .integer(result.runs)),
+                ("jobs_per_s_runs", .array(result.jobsPerSecondRuns.map { .number($0) })),
             ]
             if let error = result.error { members.append(("error", .string(error))) }
             return .object(members)
@@ -109,6 +113,7 @@ struct Report {
                 ("start_p99_ms", .number(result.startP99Ms)),
                 ("latency_p50_ms", .number(result.latencyP50Ms)),
                 ("latency_p99_ms", .number(result.latencyP99Ms)),
+                ("runs", .integer(result.runs)),
             ]
             if let error = result.error { members.append(("error", .string(error))) }
             return .object(members)
@@ -132,6 +137,7 @@ struct Report {
             ("reset_p99_us", .object(resetP99)),
             ("cancel_us", .number(micro.cancel.p50)),
             ("cancel_p99_us", .number(micro.cancel.p99)),
+            ("e2e_repeats", .integer(repeats)),
             ("e2e", .array(e2e)),
             ("light_load", .array(lightLoad)),
         ]
@@ -221,13 +227,15 @@ struct Report {
         if let e2eSkipped {
             lines.append("end to end: skipped (\(e2eSkipped))")
         } else {
-            lines.append("end to end: echo jobs through PostgreSQL, one INSERT of N jobs per run, drained by hl-worker")
+            lines.append("end to end: echo jobs through PostgreSQL, one INSERT of N jobs per run, drained by hl-worker;")
+            lines.append("  each configuration run \(repeats) times, interleaved, in a rotated order, VACUUM ANALYZE before each run;")
+            lines.append("  figures are medians over the runs (runs = how many succeeded; range = slowest..fastest jobs/s)")
             lines.append("  (latency = created_at -> finished_at, so for a bulk insert it is mostly queueing)")
             lines.append("  (cpu/job = user + system CPU ms of the hl-worker processes per job, VM teardown included;")
             lines.append("   VMs@end = VMs alive when the last job finished, pools, stock and not-yet-closed VMs together)")
-            let widths = [-9, 5, 4, 6, 9, 9, 9, 9, 7, 7, -1]
+            let widths = [-9, 5, 4, 6, 9, 9, 9, 9, 7, 7, 7, 4, -1]
             lines.append(row(["mode", "procs", "conc", "jobs", "jobs/s", "p50 ms", "p99 ms", "start p50", "cpu/job", "VMs@end",
-                              "vs novm"], widths))
+                              "vs novm", "runs", "range"], widths))
             let noVM = best("novm")?.jobsPerSecond
             for result in bulk {
                 if let error = result.error {
@@ -240,7 +248,8 @@ struct Report {
                                   String(result.configuration.concurrency), String(result.jobs), f(result.jobsPerSecond),
                                   f(result.latencyP50Ms), f(result.latencyP99Ms), f(result.startP50Ms),
                                   f(result.workerCPUMsPerJob, 2), result.liveVMsAtEnd.map(String.init) ?? "n/a",
-                                  f(ratio(result.jobsPerSecond, noVM), 2)], widths))
+                                  f(ratio(result.jobsPerSecond, noVM), 2), String(result.runs),
+                                  "\(f(result.jobsPerSecondRuns.min(), 0))..\(f(result.jobsPerSecondRuns.max(), 0))"], widths))
             }
             lines.append("")
             lines.append("light load: one job at a time into an idle fleet")
