@@ -16,7 +16,8 @@ struct HLBench: ParsableCommand {
         discussion: """
             Prints a table, or with --json one JSON object on stdout; progress goes to stderr. \
             End-to-end runs use --database-url, else DATABASE_URL, else the checkout's private cluster \
-            (scripts/pg.sh start), inside a database of their own (hl_bench_<pid>) that is dropped afterwards. \
+            (scripts/pg.sh start; if another server holds its port and PGPORT_HL is unset, on the next free port; \
+            stopped at the end if this run started it), inside a database of their own (hl_bench_<pid>) that is dropped afterwards. \
             Each end-to-end configuration runs --repeats times, interleaved, shapes and modes in a rotated order, \
             with VACUUM ANALYZE of the job table before each run; the figures are medians over the runs. \
             They start the hl-worker built next to hl-bench, so build both: \
@@ -69,28 +70,41 @@ struct HLBench: ParsableCommand {
         let demo = try GuestImage(name: "demo", bytes: Array(bytes))
         let kvm = try KVM()
 
-        let micro = try MicroBenchmarks(kvm: kvm, demo: demo, plan: quick ? .quick : .full, progress: Self.progress).run()
-
-        var report = Report(quick: quick, machine: Machine.describe(), micro: micro, bulk: [], light: [])
-        if skipE2E {
-            report.e2eSkipped = "--skip-e2e"
-        } else {
+        // The database side is set up first, so that a missing hl-worker or
+        // a cluster that cannot start fails the run at once, not after the
+        // micro-benchmarks.
+        var e2e: (workerBinary: String, cluster: PostgresCluster, database: BenchDatabase)?
+        if !skipE2E {
             let workerBinary = worker ?? URL(fileURLWithPath: CommandLine.executablePath)
                 .deletingLastPathComponent().appendingPathComponent("hl-worker").path
             guard FileManager.default.isExecutableFile(atPath: workerBinary) else {
                 throw BenchError.setup("no hl-worker at \(workerBinary): build it with the same scratch path, or pass --worker")
             }
+            Self.progress("PostgreSQL")
             let cluster = try PostgresCluster(explicitURL: databaseURL ?? ProcessInfo.processInfo.environment["DATABASE_URL"],
-                                              repository: repository)
-            defer { cluster.release() }
-            let database = try BenchDatabase(adminURL: cluster.adminURL, guest: Array(bytes))
-            defer { database.drop() }
+                                              repository: repository, progress: Self.progress)
+            do {
+                e2e = (workerBinary, cluster, try BenchDatabase(adminURL: cluster.adminURL, guest: Array(bytes)))
+            } catch {
+                cluster.release()
+                throw error
+            }
+        }
+        defer {
+            e2e?.database.drop()
+            e2e?.cluster.release()
+        }
+
+        let micro = try MicroBenchmarks(kvm: kvm, demo: demo, plan: quick ? .quick : .full, progress: Self.progress).run()
+
+        var report = Report(quick: quick, machine: Machine.describe(), micro: micro, bulk: [], light: [])
+        if let e2e {
             let logDirectory = (NSTemporaryDirectory() as NSString).appendingPathComponent("hl-bench-\(getpid())")
             try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
             var plan = quick ? E2EPlan.quick : E2EPlan.full
             plan.repeats = repeats ?? plan.repeats
             report.repeats = plan.repeats
-            let endToEnd = EndToEnd(database: database, workerBinary: workerBinary, logDirectory: logDirectory,
+            let endToEnd = EndToEnd(database: e2e.database, workerBinary: e2e.workerBinary, logDirectory: logDirectory,
                                     plan: plan, progress: Self.progress)
             (report.bulk, report.light) = endToEnd.run()
             let failed = report.bulk.contains { $0.error != nil && !$0.error!.hasPrefix("n/a") }
@@ -100,6 +114,8 @@ struct HLBench: ParsableCommand {
             } else {
                 try? FileManager.default.removeItem(atPath: logDirectory)
             }
+        } else {
+            report.e2eSkipped = "--skip-e2e"
         }
         print(json ? report.json.text : report.table)
     }
