@@ -121,6 +121,7 @@ struct Report {
         var root: [(String, JSONOutput)] = [
             ("quick", .bool(quick)),
             ("machine", .object(machine.map { ($0.0, .string($0.1)) })),
+            ("kvm_floor_kind", .string(micro.floorName)),
             ("kvm_floor_us", .number(micro.floor.total.p50)),
             ("kvm_floor_p99_us", .number(micro.floor.total.p99)),
             ("fresh_call_us", .number(micro.fresh.total.p50)),
@@ -146,7 +147,10 @@ struct Report {
             ("breakdown", .object([
                 ("kvm_floor", floor(micro.floor)),
                 ("kvm_floor_alone", floor(micro.floorAlone)),
-                ("kvm_floor_cpl3_us", .object(p(micro.floorCPL3))),
+                ("kvm_floor_candidates", .array(micro.floorCandidates.map { candidate in
+                    .object([("name", .string(candidate.name)), ("detail", .string(candidate.detail)),
+                             ("resident", floor(candidate.resident)), ("alone", floor(candidate.alone))])
+                })),
                 ("fresh_call", fresh(micro.fresh)),
                 ("fresh_call_alone", fresh(micro.freshAlone)),
                 ("recycled_echo_us", .object(p(micro.recycledCall))),
@@ -193,7 +197,7 @@ struct Report {
         for (key, value) in machine { lines.append("  \(key): \(value)") }
         lines.append("")
 
-        let microWidths = [-24, 9, 9, 6, -1]
+        let microWidths = [-34, 9, 9, 6, -1]
         lines.append("micro-benchmarks, in-process; headline rows hold one idle VM resident (as a worker always does)")
         lines.append(row(["micro (us)", "p50", "p99", "n", "same-run baseline / parts (p50)"], microWidths))
         func micro(_ name: String, _ samples: Samples, _ note: String) {
@@ -209,8 +213,12 @@ struct Report {
                   + "\(f(figures.create.p50)) + echo \(f(figures.call.p50)) + close \(f(figures.teardown.p50))")
         }
         floor("kvm_floor_us", m.floor)
-        micro("  cpl3 bare VM", m.floorCPL3,
-              "long mode via MicroVM, 1 MiB: \(f(ratio(m.floorCPL3.p50, m.floor.total.p50), 2, "x")) floor")
+        lines.append("  (the floor is the cheapest of these raw VMs on this host, by p50 with a VM resident: \(m.floorName))")
+        for (index, candidate) in m.floorCandidates.enumerated() {
+            micro("  \(index == m.floorChoice ? "*" : " ") \(candidate.name)", candidate.resident.total,
+                  "\(candidate.detail): run \(f(candidate.resident.run.p50)); "
+                  + "\(f(ratio(candidate.resident.total.p50, m.floor.total.p50), 2, "x")) floor")
+        }
         fresh("fresh_call_us", m.fresh, m.floor)
         floor("  floor, no VM resident", m.floorAlone)
         fresh("  fresh, no VM resident", m.freshAlone, m.floorAlone)
