@@ -37,7 +37,7 @@ final class BenchDatabase {
 
     /// The highest job id so far: jobs of the next batch have larger ones.
     func lastJobID() throws -> Int64 {
-        let row = try connection.execute("SELECT coalesce(max(id), 0) AS id FROM hl.jobs").singleRow()
+        let row = try connection.execute("/* hl-bench */ SELECT coalesce(max(id), 0) AS id FROM hl.jobs").singleRow()
         return try row.required("id", row.int64)
     }
 }

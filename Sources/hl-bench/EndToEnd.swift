@@ -31,6 +31,11 @@ struct E2EResult {
     /// VMs alive in the fleet when the last job finished: beyond the
     /// concurrency and the fresh stock, these are torn-down-later VMs.
     var liveVMsAtEnd: Int?
+    /// What the PostgreSQL server spent per job while the batch drained,
+    /// from its own counters (see `ServerCounters`).
+    var serverCPUMsPerJob: Double?
+    var statementsPerJob: Double?
+    var serverExecutionMsPerJob: Double?
     /// Successful repeats the medians are taken over, and each one's jobs/s
     /// in the order they ran (the spread shows how noisy the median is).
     var runs = 1
@@ -98,6 +103,7 @@ struct EndToEnd {
     static let echoArgs = #"{"bench":1}"#
 
     let database: BenchDatabase
+    let server: ServerCounters
     let workerBinary: String
     let logDirectory: String
     let plan: E2EPlan
@@ -171,7 +177,9 @@ struct EndToEnd {
             try drain(try insert(warmup), count: warmup, fleet: fleet)
             let after = try database.lastJobID()
             let cpuBefore = fleet.cpuSeconds()
+            let serverBefore = server.snapshot()
             try drain(try insert(plan.jobs), count: plan.jobs, fleet: fleet)
+            let serverUsage = ServerCounters.usage(from: serverBefore, to: server.snapshot())
             result.liveVMsAtEnd = fleet.liveVMs()
             fleet.waitForTeardown(settledAt: configuration.processes * (configuration.concurrency + 4))
             let cpu = fleet.cpuSeconds() - cpuBefore
@@ -184,6 +192,9 @@ struct EndToEnd {
             result.latencyP99Ms = stats.latencyP99
             result.startP50Ms = stats.startP50
             result.workerCPUMsPerJob = cpu * 1000 / Double(plan.jobs)
+            result.serverCPUMsPerJob = serverUsage.cpuSeconds.map { $0 * 1000 / Double(plan.jobs) }
+            result.statementsPerJob = serverUsage.statements.map { $0 / Double(plan.jobs) }
+            result.serverExecutionMsPerJob = serverUsage.executionMs.map { $0 / Double(plan.jobs) }
         } catch {
             result.error = "\(error)"
         }
@@ -199,12 +210,12 @@ struct EndToEnd {
             for _ in 0..<plan.lightJobs {
                 usleep(20_000)
                 let row = try database.connection.execute(
-                    "INSERT INTO hl.jobs (guest, function, args) VALUES ($1, 'echo', $2::jsonb) RETURNING id",
+                    "/* hl-bench */ INSERT INTO hl.jobs (guest, function, args) VALUES ($1, 'echo', $2::jsonb) RETURNING id",
                     params: [BenchDatabase.guestName, Self.echoArgs]).singleRow()
                 let id = try row.required("id", row.int64)
                 try waitUntil(timeout: 30, longestPause: 0.01, fleet: fleet, what: "job \(id) to finish") {
                     let done = try database.connection.execute(
-                        "SELECT finished_at IS NOT NULL AS done FROM hl.jobs WHERE id = $1::bigint", params: [String(id)]).singleRow()
+                        "/* hl-bench */ SELECT finished_at IS NOT NULL AS done FROM hl.jobs WHERE id = $1::bigint", params: [String(id)]).singleRow()
                     return try done.bool("done") == true
                 }
             }
@@ -226,7 +237,7 @@ struct EndToEnd {
     private func insert(_ count: Int) throws -> Int64 {
         let after = try database.lastJobID()
         try database.connection.execute(
-            "INSERT INTO hl.jobs (guest, function, args) SELECT $1, 'echo', $2::jsonb FROM generate_series(1, $3::int)",
+            "/* hl-bench */ INSERT INTO hl.jobs (guest, function, args) SELECT $1, 'echo', $2::jsonb FROM generate_series(1, $3::int)",
             params: [BenchDatabase.guestName, Self.echoArgs, String(count)])
         return after
     }
@@ -280,7 +291,7 @@ struct EndToEnd {
     private func statistics(after: Int64) throws -> Statistics {
         let row = try database.connection.execute(
             """
-            SELECT count(*) FILTER (WHERE state = 'completed') AS completed,
+            /* hl-bench */ SELECT count(*) FILTER (WHERE state = 'completed') AS completed,
                    extract(epoch FROM max(finished_at) - min(created_at))::float8 AS span,
                    1000 * percentile_disc(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at))::float8 AS latency_p50,
                    1000 * percentile_disc(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at))::float8 AS latency_p99,
@@ -296,7 +307,7 @@ struct EndToEnd {
     private func failureKinds(after: Int64) throws -> String {
         let result = try database.connection.execute(
             """
-            SELECT state, coalesce(errors -> -1 ->> 'kind', '') AS kind, coalesce(errors -> -1 ->> 'message', '') AS message,
+            /* hl-bench */ SELECT state, coalesce(errors -> -1 ->> 'kind', '') AS kind, coalesce(errors -> -1 ->> 'message', '') AS message,
                    count(*) AS count
             FROM hl.jobs WHERE id > $1::bigint AND state <> 'completed'
             GROUP BY 1, 2, 3 ORDER BY count DESC LIMIT 3

@@ -104,7 +104,9 @@ struct HLBench: ParsableCommand {
             var plan = quick ? E2EPlan.quick : E2EPlan.full
             plan.repeats = repeats ?? plan.repeats
             report.repeats = plan.repeats
-            let endToEnd = EndToEnd(database: e2e.database, workerBinary: e2e.workerBinary, logDirectory: logDirectory,
+            let server = ServerCounters(connection: e2e.database.connection)
+            report.serverCounters = server.sources
+            let endToEnd = EndToEnd(database: e2e.database, server: server, workerBinary: e2e.workerBinary, logDirectory: logDirectory,
                                     plan: plan, progress: Self.progress)
             (report.bulk, report.light) = endToEnd.run()
             let failed = report.bulk.contains { $0.error != nil && !$0.error!.hasPrefix("n/a") }

@@ -26,6 +26,9 @@ extension E2EResult {
         result.latencyP99Ms = hl_bench.median(succeeded.map(\.latencyP99Ms))
         result.startP50Ms = hl_bench.median(succeeded.map(\.startP50Ms))
         result.workerCPUMsPerJob = hl_bench.median(succeeded.map(\.workerCPUMsPerJob))
+        result.serverCPUMsPerJob = hl_bench.median(succeeded.map(\.serverCPUMsPerJob))
+        result.statementsPerJob = hl_bench.median(succeeded.map(\.statementsPerJob))
+        result.serverExecutionMsPerJob = hl_bench.median(succeeded.map(\.serverExecutionMsPerJob))
         result.liveVMsAtEnd = hl_bench.median(succeeded.map { $0.liveVMsAtEnd.map(Double.init) }).map { Int($0.rounded()) }
         return result
     }

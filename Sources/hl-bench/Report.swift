@@ -24,6 +24,8 @@ struct Report {
     var bulk: [E2EResult]
     var light: [LightLoadResult]
     var e2eSkipped: String?
+    /// Where the server-side figures come from (`ServerCounters.sources`).
+    var serverCounters: String?
     /// Times each end-to-end configuration was run.
     var repeats = 0
 
@@ -96,6 +98,9 @@ struct Report {
                 ("latency_p99_ms", .number(result.latencyP99Ms)),
                 ("start_p50_ms", .number(result.startP50Ms)),
                 ("worker_cpu_ms_per_job", .number(result.workerCPUMsPerJob)),
+                ("pg_cpu_ms_per_job", .number(result.serverCPUMsPerJob)),
+                ("pg_statements_per_job", .number(result.statementsPerJob)),
+                ("pg_exec_ms_per_job", .number(result.serverExecutionMsPerJob)),
                 ("live_vms_at_end", result.liveVMsAtEnd.map { .integer($0) } ?? .number(nil)),
                 ("runs", .integer(result.runs)),
                 ("jobs_per_s_runs", .array(result.jobsPerSecondRuns.map { .number($0) })),
@@ -139,6 +144,7 @@ struct Report {
             ("cancel_us", .number(micro.cancel.p50)),
             ("cancel_p99_us", .number(micro.cancel.p99)),
             ("e2e_repeats", .integer(repeats)),
+            ("pg_counters", serverCounters.map { .string($0) } ?? .number(nil)),
             ("e2e", .array(e2e)),
             ("light_load", .array(lightLoad)),
         ]
@@ -241,9 +247,11 @@ struct Report {
             lines.append("  (latency = created_at -> finished_at, so for a bulk insert it is mostly queueing)")
             lines.append("  (cpu/job = user + system CPU ms of the hl-worker processes per job, VM teardown included;")
             lines.append("   VMs@end = VMs alive when the last job finished, pools, stock and not-yet-closed VMs together)")
-            let widths = [-9, 5, 4, 6, 9, 9, 9, 9, 7, 7, 7, 4, -1]
-            lines.append(row(["mode", "procs", "conc", "jobs", "jobs/s", "p50 ms", "p99 ms", "start p50", "cpu/job", "VMs@end",
-                              "vs novm", "runs", "range"], widths))
+            lines.append("  (pg cpu = CPU ms of the PostgreSQL cluster's processes per job, stmts = statements per job, both while")
+            lines.append("   the batch drained, hl-bench's own insert and checks left out; \(serverCounters ?? "n/a"))")
+            let widths = [-9, 5, 4, 6, 9, 9, 9, 9, 7, 7, 6, 7, 7, 4, -1]
+            lines.append(row(["mode", "procs", "conc", "jobs", "jobs/s", "p50 ms", "p99 ms", "start p50", "cpu/job", "pg cpu",
+                              "stmts", "VMs@end", "vs novm", "runs", "range"], widths))
             let noVM = best("novm")?.jobsPerSecond
             for result in bulk {
                 if let error = result.error {
@@ -255,7 +263,8 @@ struct Report {
                 lines.append(row([result.configuration.mode, String(result.configuration.processes),
                                   String(result.configuration.concurrency), String(result.jobs), f(result.jobsPerSecond),
                                   f(result.latencyP50Ms), f(result.latencyP99Ms), f(result.startP50Ms),
-                                  f(result.workerCPUMsPerJob, 2), result.liveVMsAtEnd.map(String.init) ?? "n/a",
+                                  f(result.workerCPUMsPerJob, 2), f(result.serverCPUMsPerJob, 3), f(result.statementsPerJob, 3),
+                                  result.liveVMsAtEnd.map(String.init) ?? "n/a",
                                   f(ratio(result.jobsPerSecond, noVM), 2), String(result.runs),
                                   "\(f(result.jobsPerSecondRuns.min(), 0))..\(f(result.jobsPerSecondRuns.max(), 0))"], widths))
             }
