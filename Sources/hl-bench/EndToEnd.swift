@@ -135,7 +135,7 @@ struct EndToEnd {
                     try database.vacuumAnalyze()
                 } catch {
                     bulk[key, default: []].append(E2EResult(configuration: configuration, jobs: plan.jobs,
-                                                            error: "VACUUM ANALYZE failed: \(error)"))
+                                                            error: "VACUUM or ANALYZE failed: \(error)"))
                     continue
                 }
                 let fleet: WorkerFleet

@@ -19,7 +19,7 @@ struct HLBench: ParsableCommand {
             (scripts/pg.sh start; if another server holds its port and PGPORT_HL is unset, on the next free port; \
             stopped at the end if this run started it), inside a database of their own (hl_bench_<pid>) that is dropped afterwards. \
             Each end-to-end configuration runs --repeats times, interleaved, shapes and modes in a rotated order, \
-            with VACUUM ANALYZE of the job table before each run; the figures are medians over the runs. \
+            with VACUUM of the job table before each run (and ANALYZE once it has rows); the figures are medians over the runs. \
             They start the hl-worker built next to hl-bench, so build both: \
             swift build -c release --product hl-worker && swift build -c release --product hl-bench.
             """

@@ -242,7 +242,7 @@ struct Report {
             lines.append("end to end: skipped (\(e2eSkipped))")
         } else {
             lines.append("end to end: echo jobs through PostgreSQL, one INSERT of N jobs per run, drained by hl-worker;")
-            lines.append("  each configuration run \(repeats) times, interleaved, in a rotated order, VACUUM ANALYZE before each run;")
+            lines.append("  each configuration run \(repeats) times, interleaved, in a rotated order, VACUUM (+ ANALYZE of a non-empty table) before each run;")
             lines.append("  figures are medians over the runs (runs = how many succeeded; range = slowest..fastest jobs/s)")
             lines.append("  (latency = created_at -> finished_at, so for a bulk insert it is mostly queueing)")
             lines.append("  (cpu/job = user + system CPU ms of the hl-worker processes per job, VM teardown included;")
