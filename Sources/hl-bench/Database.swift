@@ -8,6 +8,10 @@ final class BenchDatabase {
     let name: String
     let url: String
     let connection: PGConnection
+    /// The same database as a postgres:// URL, which every peer's driver
+    /// takes (asyncpg takes no key=value conninfo); nil when the admin URL
+    /// is not a URL.
+    let peerURL: String?
     private let adminURL: String
     static let guestName = "demo"
 
@@ -15,6 +19,7 @@ final class BenchDatabase {
         self.adminURL = adminURL
         name = "hl_bench_\(getpid())"
         url = try PGConnection.conninfo(adminURL, replacing: ["dbname": name])
+        peerURL = Self.urlNaming(name, in: adminURL)
         let admin = try PGConnection(conninfo: adminURL)
         // The name is made of [a-z0-9_] only: safe to splice into the statement.
         try admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
@@ -22,6 +27,13 @@ final class BenchDatabase {
         connection = try PGConnection(conninfo: url)
         try Migrator.migrate(connection: connection, directory: Migrator.locateMigrationsDirectory())
         try JobStore(connection: connection).putGuest(name: Self.guestName, image: guest)
+    }
+
+    private static func urlNaming(_ database: String, in adminURL: String) -> String? {
+        guard var components = URLComponents(string: adminURL),
+              components.scheme == "postgres" || components.scheme == "postgresql" else { return nil }
+        components.path = "/" + database
+        return components.string
     }
 
     func drop() {
@@ -33,7 +45,7 @@ final class BenchDatabase {
     /// table whatever ran before it. An empty table is not analyzed: that
     /// would leave statistics that say "no rows" (no running queue has
     /// them), and plans that depend on statistics then degrade on the
-    /// batch that follows.
+    /// batch that follows; the peers' drivers follow the same rule.
     func vacuumAnalyze() throws {
         try connection.execute("/* hl-bench */ VACUUM hl.jobs")
         let row = try connection.execute("/* hl-bench */ SELECT EXISTS (SELECT 1 FROM hl.jobs) AS rows").singleRow()

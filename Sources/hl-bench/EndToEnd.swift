@@ -40,6 +40,8 @@ struct E2EResult {
     /// in the order they ran (the spread shows how noisy the median is).
     var runs = 1
     var jobsPerSecondRuns: [Double] = []
+    /// A peer's name and version, as its driver reported them.
+    var version: String?
     /// Why there are no figures.
     var error: String?
 }
@@ -79,12 +81,33 @@ struct E2EPlan {
     static let quick = E2EPlan(modes: allModes, shapes: [(1, 1), (1, 8), (2, 4), (4, 2)], jobs: 2000, lightJobs: 40,
                                repeats: 2)
 
-    /// The runs of repeat `index`, in order: shapes rotated by `index`, and
-    /// within a shape the modes rotated by `index` as well.
+    /// Peer job queues (`--peers`), each configuration a mode named after
+    /// the peer with its processes and its knob (see `Peer.widthMeaning`).
+    var peers: [E2EConfiguration] = []
+
+    /// The peers' configurations: pgqueuer around its best one found so far
+    /// (2 processes, batch 100), procrastinate at its best (concurrency 10).
+    static let fullPeers = [(Peer.pgqueuer, 1, 10), (.pgqueuer, 1, 100), (.pgqueuer, 2, 100), (.procrastinate, 1, 10)]
+        .map { E2EConfiguration(mode: $0.0.rawValue, processes: $0.1, concurrency: $0.2) }
+    static let quickPeers = [(Peer.pgqueuer, 2, 100), (.procrastinate, 1, 10)]
+        .map { E2EConfiguration(mode: $0.0.rawValue, processes: $0.1, concurrency: $0.2) }
+
+    /// Every configuration in the order reported: hl-worker mode by mode,
+    /// then the peers.
+    var reportOrder: [E2EConfiguration] {
+        modes.flatMap { mode in shapes.map { E2EConfiguration(mode: mode, processes: $0.0, concurrency: $0.1) } } + peers
+    }
+
+    /// The runs of repeat `index`, in order. The runs come in groups (each
+    /// shape's hl-worker modes back to back, so that a mode meets the same
+    /// machine conditions as its baseline; the peers as one more group);
+    /// the groups are rotated by `index`, and so is each group's order.
     func order(repeat index: Int) -> [E2EConfiguration] {
-        rotated(shapes, by: index).flatMap { processes, concurrency in
-            rotated(modes, by: index).map { E2EConfiguration(mode: $0, processes: processes, concurrency: concurrency) }
+        var groups = shapes.map { processes, concurrency in
+            modes.map { E2EConfiguration(mode: $0, processes: processes, concurrency: concurrency) }
         }
+        if !peers.isEmpty { groups.append(peers) }
+        return rotated(groups, by: index).flatMap { rotated($0, by: index) }
     }
 
     private func rotated<T>(_ items: [T], by offset: Int) -> [T] {
@@ -105,6 +128,8 @@ struct EndToEnd {
     let database: BenchDatabase
     let server: ServerCounters
     let workerBinary: String
+    /// Where the peers are installed; nil without --peers.
+    let peerEnvironment: PeerEnvironment?
     let logDirectory: String
     let plan: E2EPlan
     let progress: (String) -> Void
@@ -138,6 +163,12 @@ struct EndToEnd {
                                                             error: "VACUUM or ANALYZE failed: \(error)"))
                     continue
                 }
+                if let peer = Peer(rawValue: configuration.mode) {
+                    let (result, lightResult) = measurePeer(peer, configuration, tag: "r\(runNumber)")
+                    bulk[key, default: []].append(result)
+                    light[key, default: []].append(lightResult)
+                    continue
+                }
                 let fleet: WorkerFleet
                 do {
                     fleet = try WorkerFleet(binary: workerBinary, databaseURL: database.url, configuration: configuration,
@@ -160,10 +191,7 @@ struct EndToEnd {
                 if wantsLight { light[key, default: []].append(measureLight(configuration, fleet: fleet)) }
             }
         }
-        // Reported mode by mode, shapes in the plan's order.
-        let reportOrder = plan.modes.flatMap { mode in
-            plan.shapes.map { E2EConfiguration(mode: mode, processes: $0.0, concurrency: $0.1).key }
-        }
+        let reportOrder = plan.reportOrder.map(\.key)
         return (reportOrder.compactMap { bulk[$0].map(E2EResult.median) },
                 reportOrder.compactMap { light[$0].map(LightLoadResult.median) })
     }
@@ -199,6 +227,51 @@ struct EndToEnd {
             result.error = "\(error)"
         }
         return result
+    }
+
+    /// One run of a peer: the same batch, its light load, and the server's
+    /// counters around the drain, less the driver's own connections.
+    private func measurePeer(_ peer: Peer, _ configuration: E2EConfiguration, tag: String) -> (E2EResult, LightLoadResult) {
+        var result = E2EResult(configuration: configuration, jobs: plan.jobs)
+        var light = LightLoadResult(configuration: configuration, jobs: plan.lightJobs)
+        do {
+            guard let peerEnvironment else { throw BenchError.setup("the peers are not installed") }
+            guard let peerURL = database.peerURL else {
+                throw BenchError.setup("n/a: the peers need the database as a postgres:// URL, not key=value conninfo")
+            }
+            let log = (logDirectory as NSString).appendingPathComponent("\(tag)-\(configuration.mode).log")
+            let driver = try PeerDriver(environment: peerEnvironment, peer: peer, configuration: configuration,
+                                        databaseURL: peerURL, jobs: plan.jobs, lightJobs: plan.lightJobs,
+                                        warmup: max(20, 4 * configuration.processes * configuration.concurrency), log: log)
+            defer { driver.stop() }
+            let ready = try driver.expect("ready", timeout: 300)
+            let driverBackends = ready.split(separator: " ").dropFirst().compactMap { pid_t($0) }
+            let serverBefore = server.snapshot(excluding: driverBackends)
+            driver.send("go")
+            _ = try driver.expect("drained", timeout: 120 + Double(plan.jobs) / 20)
+            let serverUsage = ServerCounters.usage(from: serverBefore, to: server.snapshot(excluding: driverBackends))
+            driver.send("light")
+            _ = try driver.expect("done", timeout: 60 + Double(plan.lightJobs))
+            driver.send("quit")
+            let line = try driver.expect("{", timeout: 120)
+            guard let figures = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                throw BenchError.unexpected("peer.py printed \(line.prefix(200))")
+            }
+            func number(_ key: String) -> Double? { (figures[key] as? NSNumber)?.doubleValue }
+            result.jobsPerSecond = number("jobs_per_s")
+            result.startP50Ms = number("start_p50_ms")
+            result.workerCPUMsPerJob = number("worker_cpu_ms_per_job")
+            result.serverCPUMsPerJob = serverUsage.cpuSeconds.map { $0 * 1000 / Double(plan.jobs) }
+            result.statementsPerJob = serverUsage.statements.map { $0 / Double(plan.jobs) }
+            result.serverExecutionMsPerJob = serverUsage.executionMs.map { $0 / Double(plan.jobs) }
+            result.version = figures["version"] as? String
+            light.startP50Ms = number("light_start_p50_ms")
+            light.startP99Ms = number("light_start_p99_ms")
+        } catch {
+            result.error = "\(error)"
+            light.error = "\(error)"
+        }
+        return (result, light)
     }
 
     /// One job at a time, each inserted after the previous one finished and

@@ -38,11 +38,15 @@ struct HLBench: ParsableCommand {
     @Option(help: ArgumentHelp("Runs of each end-to-end configuration, interleaved; figures are their medians (default: 3, 2 with --quick).",
                                valueName: "n"))
     var repeats: Int?
+    @Flag(help: ArgumentHelp(
+        "Also run peer job queues (pgqueuer, procrastinate; installed from PyPI into .hl/peers-venv by scripts/peers/setup.sh) on the same PostgreSQL, interleaved with hl-worker's runs, with the same jobs."))
+    var peers = false
     @Flag(name: .customLong("skip-e2e"), help: "Only the in-process measurements; no PostgreSQL, no hl-worker.")
     var skipE2E = false
 
     func validate() throws {
         if let repeats, repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+        if peers && skipE2E { throw ValidationError("--peers runs end to end: it cannot go with --skip-e2e") }
     }
 
     func run() throws {
@@ -74,6 +78,7 @@ struct HLBench: ParsableCommand {
         // a cluster that cannot start fails the run at once, not after the
         // micro-benchmarks.
         var e2e: (workerBinary: String, cluster: PostgresCluster, database: BenchDatabase)?
+        let peerEnvironment = peers ? try PeerEnvironment(repository: repository, progress: Self.progress) : nil
         if !skipE2E {
             let workerBinary = worker ?? URL(fileURLWithPath: CommandLine.executablePath)
                 .deletingLastPathComponent().appendingPathComponent("hl-worker").path
@@ -103,11 +108,13 @@ struct HLBench: ParsableCommand {
             try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
             var plan = quick ? E2EPlan.quick : E2EPlan.full
             plan.repeats = repeats ?? plan.repeats
+            if peers { plan.peers = quick ? E2EPlan.quickPeers : E2EPlan.fullPeers }
             report.repeats = plan.repeats
             let server = ServerCounters(connection: e2e.database.connection)
             report.serverCounters = server.sources
-            let endToEnd = EndToEnd(database: e2e.database, server: server, workerBinary: e2e.workerBinary, logDirectory: logDirectory,
-                                    plan: plan, progress: Self.progress)
+            let endToEnd = EndToEnd(database: e2e.database, server: server, workerBinary: e2e.workerBinary,
+                                    peerEnvironment: peerEnvironment, logDirectory: logDirectory, plan: plan,
+                                    progress: Self.progress)
             (report.bulk, report.light) = endToEnd.run()
             let failed = report.bulk.contains { $0.error != nil && !$0.error!.hasPrefix("n/a") }
                 || report.light.contains { $0.error != nil && !$0.error!.hasPrefix("n/a") }

@@ -20,6 +20,7 @@ extension E2EResult {
             return result
         }
         result.runs = succeeded.count
+        result.version = succeeded[0].version
         result.jobsPerSecondRuns = succeeded.compactMap(\.jobsPerSecond)
         result.jobsPerSecond = hl_bench.median(succeeded.map(\.jobsPerSecond))
         result.latencyP50Ms = hl_bench.median(succeeded.map(\.latencyP50Ms))

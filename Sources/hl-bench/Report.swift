@@ -36,6 +36,14 @@ struct Report {
         bulk.filter { $0.configuration.mode == mode && $0.jobsPerSecond != nil }.max { $0.jobsPerSecond! < $1.jobsPerSecond! }
     }
 
+    /// The fastest peer configuration (`--peers`), whichever peer it is.
+    private var bestPeer: E2EResult? {
+        bulk.filter { Peer(rawValue: $0.configuration.mode) != nil && $0.jobsPerSecond != nil }
+            .max { $0.jobsPerSecond! < $1.jobsPerSecond! }
+    }
+    private var noVMVsBestPeer: Double? { ratio(best("novm")?.jobsPerSecond, bestPeer?.jobsPerSecond) }
+    private var recycledVsBestPeer: Double? { ratio(best("recycled")?.jobsPerSecond, bestPeer?.jobsPerSecond) }
+
     private func ratio(_ a: Double?, _ b: Double?) -> Double? {
         guard let a, let b, b > 0 else { return nil }
         return a / b
@@ -64,7 +72,13 @@ struct Report {
             Target(name: "recycled jobs/s >= 2 x fresh (1 process, concurrency 8)", value: recycledVsFreshAt8, limit: 2,
                    atMost: false, unit: "x"),
         ]
-        for result in light {
+        if bestPeer != nil {
+            targets.append(Target(name: "best novm jobs/s >= 1.2 x best peer", value: noVMVsBestPeer, limit: 1.2, atMost: false,
+                                  unit: "x"))
+            targets.append(Target(name: "best recycled jobs/s >= 0.7 x best peer", value: recycledVsBestPeer, limit: 0.7,
+                                  atMost: false, unit: "x"))
+        }
+        for result in light where Peer(rawValue: result.configuration.mode) == nil {
             targets.append(Target(name: "insert->start p50 <= 10 ms at light load (\(result.configuration.mode))",
                                   value: result.startP50Ms, limit: 10, atMost: true, unit: "ms"))
         }
@@ -105,6 +119,7 @@ struct Report {
                 ("runs", .integer(result.runs)),
                 ("jobs_per_s_runs", .array(result.jobsPerSecondRuns.map { .number($0) })),
             ]
+            if let version = result.version { members.append(("version", .string(version))) }
             if let error = result.error { members.append(("error", .string(error))) }
             return .object(members)
         }
@@ -173,6 +188,8 @@ struct Report {
                 ("recycled_vs_novm", .number(recycledVsNoVM)),
                 ("fresh_vs_novm", .number(freshVsNoVM)),
                 ("recycled_vs_fresh_c8", .number(recycledVsFreshAt8)),
+                ("novm_vs_best_peer", .number(noVMVsBestPeer)),
+                ("recycled_vs_best_peer", .number(recycledVsBestPeer)),
                 ("seed_warm_vs_novm", .number(Self.seed.warm / Self.seed.noVM)),
                 ("seed_cold_vs_novm", .number(Self.seed.cold / Self.seed.noVM)),
             ])),
@@ -247,9 +264,15 @@ struct Report {
             lines.append("  (latency = created_at -> finished_at, so for a bulk insert it is mostly queueing)")
             lines.append("  (cpu/job = user + system CPU ms of the hl-worker processes per job, VM teardown included;")
             lines.append("   VMs@end = VMs alive when the last job finished, pools, stock and not-yet-closed VMs together)")
+            if bulk.contains(where: { Peer(rawValue: $0.configuration.mode) != nil }) {
+                lines.append("  (peers, --peers: the same number of no-op jobs inserted in one call through the peer's own API, drained")
+                lines.append("   by its own workers; conc = \(Peer.allCases.map { "\($0.rawValue) \($0.widthMeaning)" }.joined(separator: ", "));")
+                lines.append("   jobs/s until its table shows no job left, start = insert call -> job function, host clock;")
+                lines.append("   cpu/job = the peer's worker processes; \(Set(bulk.compactMap(\.version)).sorted().joined(separator: ", ")))")
+            }
             lines.append("  (pg cpu = CPU ms of the PostgreSQL cluster's processes per job, stmts = statements per job, both while")
             lines.append("   the batch drained, hl-bench's own insert and checks left out; \(serverCounters ?? "n/a"))")
-            let widths = [-9, 5, 4, 6, 9, 9, 9, 9, 7, 7, 6, 7, 7, 4, -1]
+            let widths = [-13, 5, 4, 6, 9, 9, 9, 9, 7, 7, 6, 7, 7, 4, -1]
             lines.append(row(["mode", "procs", "conc", "jobs", "jobs/s", "p50 ms", "p99 ms", "start p50", "cpu/job", "pg cpu",
                               "stmts", "VMs@end", "vs novm", "runs", "range"], widths))
             let noVM = best("novm")?.jobsPerSecond
@@ -270,7 +293,7 @@ struct Report {
             }
             lines.append("")
             lines.append("light load: one job at a time into an idle fleet")
-            let lightWidths = [-9, 5, 4, 6, 12, 12, 12, 12]
+            let lightWidths = [-13, 5, 4, 6, 12, 12, 12, 12]
             lines.append(row(["mode", "procs", "conc", "jobs", "start p50 ms", "start p99 ms", "done p50 ms", "done p99 ms"],
                              lightWidths))
             for result in light {
@@ -294,6 +317,11 @@ struct Report {
         lines.append("  fresh vs novm:     \(f(freshVsNoVM, 3, "x"))  (best \(f(best("fresh")?.jobsPerSecond)) / \(f(best("novm")?.jobsPerSecond)) jobs/s; seed cold vs no VM \(f(Self.seed.cold / Self.seed.noVM, 3))x)")
         lines.append("  recycled vs fresh: \(f(recycledVsFreshAt8, 2, "x"))  (1 process, concurrency 8)")
         lines.append("  hostcall vs io:    \(f(hostCallVsIOExit, 2, "x"))  (\(f(m.hostCall.p50)) / \(f(m.ioExit.p50)) us)")
+        if let bestPeer {
+            let peer = "\(bestPeer.configuration.mode) \(bestPeer.configuration.processes) x \(bestPeer.configuration.concurrency)"
+            lines.append("  novm vs peer:      \(f(noVMVsBestPeer, 3, "x"))  (best \(f(best("novm")?.jobsPerSecond)) / \(f(bestPeer.jobsPerSecond)) jobs/s, \(peer))")
+            lines.append("  recycled vs peer:  \(f(recycledVsBestPeer, 3, "x"))  (best \(f(best("recycled")?.jobsPerSecond)) / \(f(bestPeer.jobsPerSecond)) jobs/s)")
+        }
         lines.append("")
         lines.append("targets")
         for target in targets {

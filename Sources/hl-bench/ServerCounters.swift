@@ -61,7 +61,9 @@ final class ServerCounters {
             .joined(separator: "; ")
     }
 
-    func snapshot() -> Snapshot {
+    /// `excluding`: more backends whose CPU is not the queue's (a peer
+    /// driver's own connections, which insert and check like hl-bench's).
+    func snapshot(excluding others: [pid_t] = []) -> Snapshot {
         var snapshot = Snapshot()
         if hasStatements, let row = try? connection.execute(
             """
@@ -76,7 +78,7 @@ final class ServerCounters {
         }
         if let postmaster, let ownBackend {
             snapshot.clusterCPU = Self.clusterCPU(postmaster)
-            snapshot.ownCPU = Self.stat(ownBackend)?.cpu
+            snapshot.ownCPU = ([ownBackend] + others).compactMap { Self.stat($0)?.cpu }.reduce(0, +)
         }
         return snapshot
     }
