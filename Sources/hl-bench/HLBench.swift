@@ -25,7 +25,7 @@ struct HLBench: ParsableCommand {
             """
     )
 
-    @Flag(help: "Fewer iterations and end-to-end shapes (under 3 minutes on 2 cores).") var quick = false
+    @Flag(help: "Fewer iterations, end-to-end shapes and jobs (about 3 minutes on 2 cores, 4 with --peers).") var quick = false
     @Flag(help: "Print one JSON object instead of the table.") var json = false
     @Option(help: ArgumentHelp("The demo guest (default: guests/build/demo.elf in the checkout).", valueName: "path"))
     var guest: String?

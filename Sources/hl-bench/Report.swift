@@ -54,13 +54,15 @@ struct Report {
     private var freshVsFloorAlone: Double? { ratio(micro.freshAlone.total.p50, micro.floorAlone.total.p50) }
     private var recycledVsNoVM: Double? { ratio(best("recycled")?.jobsPerSecond, best("novm")?.jobsPerSecond) }
     private var freshVsNoVM: Double? { ratio(best("fresh")?.jobsPerSecond, best("novm")?.jobsPerSecond) }
-    private var recycledVsFreshAt8: Double? {
-        func at8(_ mode: String) -> Double? {
-            bulk.first { $0.configuration.mode == mode && $0.configuration.processes == 1 && $0.configuration.concurrency == 8 }?
-                .jobsPerSecond
-        }
-        return ratio(at8("recycled"), at8("fresh"))
+    private func rate(_ mode: String, _ processes: Int, _ concurrency: Int) -> Double? {
+        bulk.first {
+            $0.configuration.mode == mode && $0.configuration.processes == processes && $0.configuration.concurrency == concurrency
+        }?.jobsPerSecond
     }
+    private var recycledVsFreshAt8: Double? { ratio(rate("recycled", 1, 8), rate("fresh", 1, 8)) }
+    /// Process scaling: the same 8 slots as 4 processes x 2 against 1 x 8.
+    private func scaling(_ mode: String) -> Double? { ratio(rate(mode, 4, 2), rate(mode, 1, 8)) }
+    private var recycledVsNoVMAt1: Double? { ratio(rate("recycled", 1, 1), rate("novm", 1, 1)) }
 
     var targets: [Target] {
         var targets = [
@@ -72,6 +74,20 @@ struct Report {
             Target(name: "recycled jobs/s >= 2 x fresh (1 process, concurrency 8)", value: recycledVsFreshAt8, limit: 2,
                    atMost: false, unit: "x"),
         ]
+        // Issue 10's targets for the queue: process scaling, the server's
+        // cost per job at the best shape, one slot.
+        for mode in ["novm", "recycled"] {
+            targets.append(Target(name: "\(mode) 4 x 2 jobs/s >= 0.9 x 1 x 8", value: scaling(mode), limit: 0.9, atMost: false,
+                                  unit: "x"))
+        }
+        for mode in ["novm", "recycled"] {
+            targets.append(Target(name: "pg cpu per job <= 0.08 ms at best \(mode) shape", value: best(mode)?.serverCPUMsPerJob,
+                                  limit: 0.08, atMost: true, unit: "ms"))
+            targets.append(Target(name: "statements per job <= 0.05 at best \(mode) shape", value: best(mode)?.statementsPerJob,
+                                  limit: 0.05, atMost: true, unit: ""))
+        }
+        targets.append(Target(name: "recycled jobs/s >= 0.8 x novm (1 process, 1 slot)", value: recycledVsNoVMAt1, limit: 0.8,
+                              atMost: false, unit: "x"))
         if bestPeer != nil {
             targets.append(Target(name: "best novm jobs/s >= 1.2 x best peer", value: noVMVsBestPeer, limit: 1.2, atMost: false,
                                   unit: "x"))
@@ -79,8 +95,8 @@ struct Report {
                                   atMost: false, unit: "x"))
         }
         for result in light where Peer(rawValue: result.configuration.mode) == nil {
-            targets.append(Target(name: "insert->start p50 <= 10 ms at light load (\(result.configuration.mode))",
-                                  value: result.startP50Ms, limit: 10, atMost: true, unit: "ms"))
+            targets.append(Target(name: "insert->start p50 <= 1 ms at light load (\(result.configuration.mode))",
+                                  value: result.startP50Ms, limit: 1, atMost: true, unit: "ms"))
         }
         return targets
     }
@@ -188,6 +204,9 @@ struct Report {
                 ("recycled_vs_novm", .number(recycledVsNoVM)),
                 ("fresh_vs_novm", .number(freshVsNoVM)),
                 ("recycled_vs_fresh_c8", .number(recycledVsFreshAt8)),
+                ("novm_4x2_vs_1x8", .number(scaling("novm"))),
+                ("recycled_4x2_vs_1x8", .number(scaling("recycled"))),
+                ("recycled_vs_novm_c1", .number(recycledVsNoVMAt1)),
                 ("novm_vs_best_peer", .number(noVMVsBestPeer)),
                 ("recycled_vs_best_peer", .number(recycledVsBestPeer)),
                 ("seed_warm_vs_novm", .number(Self.seed.warm / Self.seed.noVM)),
@@ -325,7 +344,7 @@ struct Report {
         lines.append("")
         lines.append("targets")
         for target in targets {
-            let value = target.value.map { f($0, target.unit == "x" ? 3 : 1, " " + target.unit) } ?? "n/a"
+            let value = target.value.map { f($0, target.unit == "x" || abs($0) < 1 ? 3 : 1, target.unit.isEmpty ? "" : " " + target.unit) } ?? "n/a"
             lines.append("  \(target.verdict.padding(toLength: 5, withPad: " ", startingAt: 0)) \(target.name)  [\(value)]")
         }
         return lines.joined(separator: "\n")
