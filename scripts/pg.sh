@@ -152,7 +152,7 @@ status() {
     bin=$(find_bin)
     choose_base
     if [ -n "$bin" ] && is_running; then
-        echo "running: $base (port $port)"
+        echo "running: $base (port $(sed -n 4p "$base/data/postmaster.pid"))"
     else
         echo "stopped: $base"
         return 3
