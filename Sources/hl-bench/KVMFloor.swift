@@ -18,7 +18,8 @@ struct FloorTiming {
 protocol FloorCandidate: AnyObject {
     /// Names the candidate in the output.
     var name: String { get }
-    /// What the candidate had to do on this host that it might not elsewhere.
+    /// Its set-up in a few words, for the output (for the long-mode one,
+    /// whether this host made it install CPUID).
     var detail: String { get }
     func once() throws -> FloorTiming
 }

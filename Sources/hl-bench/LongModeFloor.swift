@@ -16,7 +16,7 @@ import MicroVM
 /// CPU state is the one sandboxes enter with.
 final class LongModeFloor: FloorCandidate {
     let name = "long mode, CPL3"
-    let kvm: RawKVM
+    private let kvm: RawKVM
     /// Special registers for long mode at CPL3, from a vCPU's reset state.
     private let sregs: kvm_sregs
     private let regs: kvm_regs
