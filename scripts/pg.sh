@@ -121,6 +121,8 @@ start() {
     ensure_run_user
     choose_base
     if is_running; then
+        # The port it was started on, which PGPORT_HL may no longer name.
+        port=$(sed -n 4p "$base/data/postmaster.pid")
         url
         return
     fi
@@ -150,7 +152,7 @@ status() {
     bin=$(find_bin)
     choose_base
     if [ -n "$bin" ] && is_running; then
-        echo "running: $base (port $port)"
+        echo "running: $base (port $(sed -n 4p "$base/data/postmaster.pid"))"
     else
         echo "stopped: $base"
         return 3

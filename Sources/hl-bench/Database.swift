@@ -1,44 +1,6 @@
 import Foundation
 import JobQueue
 
-/// The PostgreSQL cluster the end-to-end runs use: the one the user named
-/// (--database-url or DATABASE_URL), else the checkout's private cluster
-/// from scripts/pg.sh, which is shared with tests and other tools. It is
-/// stopped at the end only if this run started it.
-final class PostgresCluster {
-    let adminURL: String
-    private let script: String?
-    private let startedHere: Bool
-
-    init(explicitURL: String?, repository: Repository) throws {
-        if let explicitURL, !explicitURL.isEmpty {
-            adminURL = explicitURL
-            script = nil
-            startedHere = false
-            return
-        }
-        let script = repository.path("scripts/pg.sh")
-        guard FileManager.default.isExecutableFile(atPath: script) else {
-            throw BenchError.setup("no --database-url or DATABASE_URL, and \(script) is missing")
-        }
-        let wasRunning = (try? Shell.run(script, ["status"]))?.status == 0
-        let started = try Shell.run(script, ["start"])
-        guard started.status == 0,
-              let line = started.output.split(separator: "\n").last(where: { $0.hasPrefix("DATABASE_URL=") }) else {
-            throw BenchError.setup("scripts/pg.sh start failed (exit \(started.status)): \(started.output)")
-        }
-        adminURL = String(line.dropFirst("DATABASE_URL=".count))
-        self.script = script
-        startedHere = !wasRunning
-    }
-
-    /// Stops the cluster if this run started it; others may be using it otherwise.
-    func release() {
-        guard startedHere, let script else { return }
-        _ = try? Shell.run(script, ["stop"])
-    }
-}
-
 /// A database of the benchmark's own inside the cluster, hl_bench_<pid>,
 /// migrated, with the demo guest registered; dropped at the end, so nothing
 /// the benchmark inserts lands in anybody else's tables.
@@ -46,6 +8,10 @@ final class BenchDatabase {
     let name: String
     let url: String
     let connection: PGConnection
+    /// The same database as a postgres:// URL, which every peer's driver
+    /// takes (asyncpg takes no key=value conninfo); nil when the admin URL
+    /// is not a URL.
+    let peerURL: String?
     private let adminURL: String
     static let guestName = "demo"
 
@@ -53,6 +19,7 @@ final class BenchDatabase {
         self.adminURL = adminURL
         name = "hl_bench_\(getpid())"
         url = try PGConnection.conninfo(adminURL, replacing: ["dbname": name])
+        peerURL = Self.urlNaming(name, in: adminURL)
         let admin = try PGConnection(conninfo: adminURL)
         // The name is made of [a-z0-9_] only: safe to splice into the statement.
         try admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
@@ -62,30 +29,35 @@ final class BenchDatabase {
         try JobStore(connection: connection).putGuest(name: Self.guestName, image: guest)
     }
 
+    private static func urlNaming(_ database: String, in adminURL: String) -> String? {
+        guard var components = URLComponents(string: adminURL),
+              components.scheme == "postgres" || components.scheme == "postgresql" else { return nil }
+        components.path = "/" + database
+        return components.string
+    }
+
     func drop() {
         _ = try? PGConnection(conninfo: adminURL).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
     }
 
+    /// Removes dead rows and, once the job table has rows, refreshes the
+    /// planner's statistics, so that every run starts from a comparable
+    /// table whatever ran before it. An empty table is not analyzed: that
+    /// would leave statistics that say "no rows" (no running queue has
+    /// them), and plans that depend on statistics then degrade on the
+    /// batch that follows; the peers' drivers follow the same rule.
+    func vacuumAnalyze() throws {
+        try connection.execute("/* hl-bench */ VACUUM hl.jobs")
+        let row = try connection.execute("/* hl-bench */ SELECT EXISTS (SELECT 1 FROM hl.jobs) AS rows").singleRow()
+        if try row.bool("rows") == true {
+            try connection.execute("/* hl-bench */ ANALYZE hl.jobs")
+        }
+    }
+
     /// The highest job id so far: jobs of the next batch have larger ones.
     func lastJobID() throws -> Int64 {
-        let row = try connection.execute("SELECT coalesce(max(id), 0) AS id FROM hl.jobs").singleRow()
+        let row = try connection.execute("/* hl-bench */ SELECT coalesce(max(id), 0) AS id FROM hl.jobs").singleRow()
         return try row.required("id", row.int64)
-    }
-}
-
-/// Runs a helper script and collects its output.
-enum Shell {
-    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
 

@@ -16,13 +16,16 @@ struct HLBench: ParsableCommand {
         discussion: """
             Prints a table, or with --json one JSON object on stdout; progress goes to stderr. \
             End-to-end runs use --database-url, else DATABASE_URL, else the checkout's private cluster \
-            (scripts/pg.sh start), inside a database of their own (hl_bench_<pid>) that is dropped afterwards. \
+            (scripts/pg.sh start; if another server holds its port and PGPORT_HL is unset, on the next free port; \
+            stopped at the end if this run started it), inside a database of their own (hl_bench_<pid>) that is dropped afterwards. \
+            Each end-to-end configuration runs --repeats times, interleaved, shapes and modes in a rotated order, \
+            with VACUUM of the job table before each run (and ANALYZE once it has rows); the figures are medians over the runs. \
             They start the hl-worker built next to hl-bench, so build both: \
             swift build -c release --product hl-worker && swift build -c release --product hl-bench.
             """
     )
 
-    @Flag(help: "Fewer iterations and end-to-end shapes (under 3 minutes on 2 cores).") var quick = false
+    @Flag(help: "Fewer iterations, end-to-end shapes and jobs (about 3 minutes on 2 cores, 4 with --peers).") var quick = false
     @Flag(help: "Print one JSON object instead of the table.") var json = false
     @Option(help: ArgumentHelp("The demo guest (default: guests/build/demo.elf in the checkout).", valueName: "path"))
     var guest: String?
@@ -32,8 +35,19 @@ struct HLBench: ParsableCommand {
     var databaseURL: String?
     @Option(help: ArgumentHelp("The hl-worker binary (default: the one next to hl-bench).", valueName: "path"))
     var worker: String?
+    @Option(help: ArgumentHelp("Runs of each end-to-end configuration, interleaved; figures are their medians (default: 3, 2 with --quick).",
+                               valueName: "n"))
+    var repeats: Int?
+    @Flag(help: ArgumentHelp(
+        "Also run peer job queues (pgqueuer, procrastinate; installed from PyPI into .hl/peers-venv by scripts/peers/setup.sh) on the same PostgreSQL, interleaved with hl-worker's runs, with the same jobs."))
+    var peers = false
     @Flag(name: .customLong("skip-e2e"), help: "Only the in-process measurements; no PostgreSQL, no hl-worker.")
     var skipE2E = false
+
+    func validate() throws {
+        if let repeats, repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+        if peers && skipE2E { throw ValidationError("--peers runs end to end: it cannot go with --skip-e2e") }
+    }
 
     func run() throws {
         // Sandboxes log through swift-log; the guests here never log, and
@@ -60,26 +74,47 @@ struct HLBench: ParsableCommand {
         let demo = try GuestImage(name: "demo", bytes: Array(bytes))
         let kvm = try KVM()
 
-        let micro = try MicroBenchmarks(kvm: kvm, demo: demo, plan: quick ? .quick : .full, progress: Self.progress).run()
-
-        var report = Report(quick: quick, machine: Machine.describe(), micro: micro, bulk: [], light: [])
-        if skipE2E {
-            report.e2eSkipped = "--skip-e2e"
-        } else {
+        // The database side is set up first, so that a missing hl-worker or
+        // a cluster that cannot start fails the run at once, not after the
+        // micro-benchmarks.
+        var e2e: (workerBinary: String, cluster: PostgresCluster, database: BenchDatabase)?
+        let peerEnvironment = peers ? try PeerEnvironment(repository: repository, progress: Self.progress) : nil
+        if !skipE2E {
             let workerBinary = worker ?? URL(fileURLWithPath: CommandLine.executablePath)
                 .deletingLastPathComponent().appendingPathComponent("hl-worker").path
             guard FileManager.default.isExecutableFile(atPath: workerBinary) else {
                 throw BenchError.setup("no hl-worker at \(workerBinary): build it with the same scratch path, or pass --worker")
             }
+            Self.progress("PostgreSQL")
             let cluster = try PostgresCluster(explicitURL: databaseURL ?? ProcessInfo.processInfo.environment["DATABASE_URL"],
-                                              repository: repository)
-            defer { cluster.release() }
-            let database = try BenchDatabase(adminURL: cluster.adminURL, guest: Array(bytes))
-            defer { database.drop() }
+                                              repository: repository, progress: Self.progress)
+            do {
+                e2e = (workerBinary, cluster, try BenchDatabase(adminURL: cluster.adminURL, guest: Array(bytes)))
+            } catch {
+                cluster.release()
+                throw error
+            }
+        }
+        defer {
+            e2e?.database.drop()
+            e2e?.cluster.release()
+        }
+
+        let micro = try MicroBenchmarks(kvm: kvm, demo: demo, plan: quick ? .quick : .full, progress: Self.progress).run()
+
+        var report = Report(quick: quick, machine: Machine.describe(), micro: micro, bulk: [], light: [])
+        if let e2e {
             let logDirectory = (NSTemporaryDirectory() as NSString).appendingPathComponent("hl-bench-\(getpid())")
             try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
-            let endToEnd = EndToEnd(database: database, workerBinary: workerBinary, logDirectory: logDirectory,
-                                    plan: quick ? .quick : .full, progress: Self.progress)
+            var plan = quick ? E2EPlan.quick : E2EPlan.full
+            plan.repeats = repeats ?? plan.repeats
+            if peers { plan.peers = quick ? E2EPlan.quickPeers : E2EPlan.fullPeers }
+            report.repeats = plan.repeats
+            let server = ServerCounters(connection: e2e.database.connection)
+            report.serverCounters = server.sources
+            let endToEnd = EndToEnd(database: e2e.database, server: server, workerBinary: e2e.workerBinary,
+                                    peerEnvironment: peerEnvironment, logDirectory: logDirectory, plan: plan,
+                                    progress: Self.progress)
             (report.bulk, report.light) = endToEnd.run()
             let failed = report.bulk.contains { $0.error != nil && !$0.error!.hasPrefix("n/a") }
                 || report.light.contains { $0.error != nil && !$0.error!.hasPrefix("n/a") }
@@ -88,6 +123,8 @@ struct HLBench: ParsableCommand {
             } else {
                 try? FileManager.default.removeItem(atPath: logDirectory)
             }
+        } else {
+            report.e2eSkipped = "--skip-e2e"
         }
         print(json ? report.json.text : report.table)
     }

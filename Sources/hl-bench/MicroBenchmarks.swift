@@ -6,7 +6,7 @@ import Sandbox
 /// warm-up and not recorded (page faults on first touch, lazy
 /// initialisation, the watchdog thread starting).
 struct MicroPlan {
-    /// Iterations of floor + fresh call (+ bare CPL3 VM), each way.
+    /// Iterations of every floor candidate and the fresh call, each way.
     var creations: Int
     var recycledCalls: Int
     var hostCallPairs: Int
@@ -28,6 +28,21 @@ struct FloorFigures {
     var create = Samples()
     var run = Samples()
     var teardown = Samples()
+
+    mutating func add(_ timing: FloorTiming) {
+        total.add(timing.total)
+        create.add(timing.create)
+        run.add(timing.run)
+        teardown.add(timing.teardown)
+    }
+}
+
+/// One floor candidate's figures, both ways.
+struct FloorCandidateFigures {
+    var name: String
+    var detail: String
+    var resident = FloorFigures()
+    var alone = FloorFigures()
 }
 
 /// A fresh sandbox call's phases, in microseconds.
@@ -42,9 +57,12 @@ struct FreshFigures {
 /// figures are taken with one idle VM resident in this process (see
 /// `ResidentVM`); the `alone` ones without it.
 struct MicroResults {
-    var floor = FloorFigures()
-    var floorAlone = FloorFigures()
-    var floorCPL3 = Samples()
+    var floorCandidates: [FloorCandidateFigures] = []
+    /// The floor: the candidate with the lowest p50 with a VM resident.
+    var floorChoice = 0
+    var floor: FloorFigures { floorCandidates.isEmpty ? FloorFigures() : floorCandidates[floorChoice].resident }
+    var floorAlone: FloorFigures { floorCandidates.isEmpty ? FloorFigures() : floorCandidates[floorChoice].alone }
+    var floorName: String { floorCandidates.isEmpty ? "none" : floorCandidates[floorChoice].name }
 
     var fresh = FreshFigures()
     var freshAlone = FreshFigures()
@@ -99,12 +117,23 @@ struct MicroBenchmarks {
 
     func run() throws -> MicroResults {
         var results = MicroResults()
-        let floor = try KVMFloor()
-        progress("kvm floor and fresh calls, no VM resident")
-        (results.floorAlone, results.freshAlone, _) = try measureCreation(floor, withCPL3: false)
+        let raw = try RawKVM()
+        let candidates: [FloorCandidate] = [RealModeFloor(kvm: raw), try LongModeFloor(kvm: raw), MicroVMFloor(kvm: kvm)]
+        results.floorCandidates = candidates.map { FloorCandidateFigures(name: $0.name, detail: $0.detail) }
+        progress("kvm floor candidates and fresh calls, no VM resident")
+        let alone = try measureCreation(candidates)
         let resident = try ResidentVM(kvm: kvm)
-        progress("kvm floor and fresh calls, one VM resident")
-        (results.floor, results.fresh, results.floorCPL3) = try measureCreation(floor, withCPL3: true)
+        progress("kvm floor candidates and fresh calls, one VM resident")
+        let withResident = try measureCreation(candidates)
+        for index in candidates.indices {
+            results.floorCandidates[index].alone = alone.floors[index]
+            results.floorCandidates[index].resident = withResident.floors[index]
+        }
+        results.freshAlone = alone.fresh
+        results.fresh = withResident.fresh
+        results.floorChoice = results.floorCandidates.indices.min {
+            (results.floorCandidates[$0].resident.total.p50 ?? .infinity) < (results.floorCandidates[$1].resident.total.p50 ?? .infinity)
+        } ?? 0
         progress("recycled sandbox calls")
         try measureRecycled(&results)
         progress("I/O exits and host calls")
@@ -123,41 +152,32 @@ struct MicroBenchmarks {
         }
     }
 
-    /// The floor, the bare CPL3 VM (with `withCPL3`) and the fresh sandbox
-    /// call, one of each per iteration, so that the ratios between them
-    /// compare iterations that met the same machine noise.
-    private func measureCreation(_ floor: KVMFloor, withCPL3: Bool) throws -> (FloorFigures, FreshFigures, Samples) {
-        var floorFigures = FloorFigures()
+    /// Every floor candidate and the fresh sandbox call, one of each per
+    /// iteration in an order that rotates, so that the ratios between them
+    /// compare iterations that met the same machine noise and none always
+    /// runs right after another.
+    private func measureCreation(_ candidates: [FloorCandidate]) throws -> (floors: [FloorFigures], fresh: FreshFigures) {
+        var floors = Array(repeating: FloorFigures(), count: candidates.count)
         var fresh = FreshFigures()
-        var cpl3 = Samples()
+        var iteration = 0
         try repeated(plan.creations) { record in
-            let timing = try floor.once()
-            let bare = withCPL3 ? try measureBareCPL3() : nil
-            let call = try measureFresh()
-            guard record else { return }
-            floorFigures.total.add(timing.total)
-            floorFigures.create.add(timing.create)
-            floorFigures.run.add(timing.run)
-            floorFigures.teardown.add(timing.teardown)
-            if let bare { cpl3.add(bare) }
-            fresh.total.add(call.create + call.call + call.teardown)
-            fresh.create.add(call.create)
-            fresh.call.add(call.call)
-            fresh.teardown.add(call.teardown)
+            iteration += 1
+            for step in 0...candidates.count {
+                let index = (iteration + step) % (candidates.count + 1)
+                if index < candidates.count {
+                    let timing = try candidates[index].once()
+                    if record { floors[index].add(timing) }
+                } else {
+                    let call = try measureFresh()
+                    guard record else { continue }
+                    fresh.total.add(call.create + call.call + call.teardown)
+                    fresh.create.add(call.create)
+                    fresh.call.add(call.call)
+                    fresh.teardown.add(call.teardown)
+                }
+            }
         }
-        return (floorFigures, fresh, cpl3)
-    }
-
-    /// The floor again, but in long mode at CPL3 through MicroVM: what the
-    /// sandbox's way of running code costs before any sandbox feature.
-    private func measureBareCPL3() throws -> Double {
-        let start = monotonicNanoseconds()
-        do {
-            let bare = try BareCPL3VM(kvm: kvm, code: RawGuests.outLoop)
-            let exit = try bare.vcpu.runUntilExit()
-            guard case .ioOut = exit else { throw BenchError.unexpected("the CPL3 floor VM exited with \(exit)") }
-        }
-        return Double(monotonicNanoseconds() - start) / 1_000
+        return (floors, fresh)
     }
 
     /// One fresh sandbox, one echo, teardown, all on this thread; phases in µs.

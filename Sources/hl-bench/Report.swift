@@ -24,6 +24,10 @@ struct Report {
     var bulk: [E2EResult]
     var light: [LightLoadResult]
     var e2eSkipped: String?
+    /// Where the server-side figures come from (`ServerCounters.sources`).
+    var serverCounters: String?
+    /// Times each end-to-end configuration was run.
+    var repeats = 0
 
     /// The seed's slides: Hyperlight on WSL2, requests per second.
     static let seed = (noVM: 13_853.0, warm: 4_047.0, cold: 290.0)
@@ -31,6 +35,14 @@ struct Report {
     private func best(_ mode: String) -> E2EResult? {
         bulk.filter { $0.configuration.mode == mode && $0.jobsPerSecond != nil }.max { $0.jobsPerSecond! < $1.jobsPerSecond! }
     }
+
+    /// The fastest peer configuration (`--peers`), whichever peer it is.
+    private var bestPeer: E2EResult? {
+        bulk.filter { Peer(rawValue: $0.configuration.mode) != nil && $0.jobsPerSecond != nil }
+            .max { $0.jobsPerSecond! < $1.jobsPerSecond! }
+    }
+    private var noVMVsBestPeer: Double? { ratio(best("novm")?.jobsPerSecond, bestPeer?.jobsPerSecond) }
+    private var recycledVsBestPeer: Double? { ratio(best("recycled")?.jobsPerSecond, bestPeer?.jobsPerSecond) }
 
     private func ratio(_ a: Double?, _ b: Double?) -> Double? {
         guard let a, let b, b > 0 else { return nil }
@@ -42,13 +54,15 @@ struct Report {
     private var freshVsFloorAlone: Double? { ratio(micro.freshAlone.total.p50, micro.floorAlone.total.p50) }
     private var recycledVsNoVM: Double? { ratio(best("recycled")?.jobsPerSecond, best("novm")?.jobsPerSecond) }
     private var freshVsNoVM: Double? { ratio(best("fresh")?.jobsPerSecond, best("novm")?.jobsPerSecond) }
-    private var recycledVsFreshAt8: Double? {
-        func at8(_ mode: String) -> Double? {
-            bulk.first { $0.configuration.mode == mode && $0.configuration.processes == 1 && $0.configuration.concurrency == 8 }?
-                .jobsPerSecond
-        }
-        return ratio(at8("recycled"), at8("fresh"))
+    private func rate(_ mode: String, _ processes: Int, _ concurrency: Int) -> Double? {
+        bulk.first {
+            $0.configuration.mode == mode && $0.configuration.processes == processes && $0.configuration.concurrency == concurrency
+        }?.jobsPerSecond
     }
+    private var recycledVsFreshAt8: Double? { ratio(rate("recycled", 1, 8), rate("fresh", 1, 8)) }
+    /// Process scaling: the same 8 slots as 4 processes x 2 against 1 x 8.
+    private func scaling(_ mode: String) -> Double? { ratio(rate(mode, 4, 2), rate(mode, 1, 8)) }
+    private var recycledVsNoVMAt1: Double? { ratio(rate("recycled", 1, 1), rate("novm", 1, 1)) }
 
     var targets: [Target] {
         var targets = [
@@ -60,9 +74,29 @@ struct Report {
             Target(name: "recycled jobs/s >= 2 x fresh (1 process, concurrency 8)", value: recycledVsFreshAt8, limit: 2,
                    atMost: false, unit: "x"),
         ]
-        for result in light {
-            targets.append(Target(name: "insert->start p50 <= 10 ms at light load (\(result.configuration.mode))",
-                                  value: result.startP50Ms, limit: 10, atMost: true, unit: "ms"))
+        // Issue 10's targets for the queue: process scaling, the server's
+        // cost per job at the best shape, one slot.
+        for mode in ["novm", "recycled"] {
+            targets.append(Target(name: "\(mode) 4 x 2 jobs/s >= 0.9 x 1 x 8", value: scaling(mode), limit: 0.9, atMost: false,
+                                  unit: "x"))
+        }
+        for mode in ["novm", "recycled"] {
+            targets.append(Target(name: "pg cpu per job <= 0.08 ms at best \(mode) shape", value: best(mode)?.serverCPUMsPerJob,
+                                  limit: 0.08, atMost: true, unit: "ms"))
+            targets.append(Target(name: "statements per job <= 0.05 at best \(mode) shape", value: best(mode)?.statementsPerJob,
+                                  limit: 0.05, atMost: true, unit: ""))
+        }
+        targets.append(Target(name: "recycled jobs/s >= 0.8 x novm (1 process, 1 slot)", value: recycledVsNoVMAt1, limit: 0.8,
+                              atMost: false, unit: "x"))
+        if bestPeer != nil {
+            targets.append(Target(name: "best novm jobs/s >= 1.2 x best peer", value: noVMVsBestPeer, limit: 1.2, atMost: false,
+                                  unit: "x"))
+            targets.append(Target(name: "best recycled jobs/s >= 0.7 x best peer", value: recycledVsBestPeer, limit: 0.7,
+                                  atMost: false, unit: "x"))
+        }
+        for result in light where Peer(rawValue: result.configuration.mode) == nil {
+            targets.append(Target(name: "insert->start p50 <= 1 ms at light load (\(result.configuration.mode))",
+                                  value: result.startP50Ms, limit: 1, atMost: true, unit: "ms"))
         }
         return targets
     }
@@ -94,8 +128,14 @@ struct Report {
                 ("latency_p99_ms", .number(result.latencyP99Ms)),
                 ("start_p50_ms", .number(result.startP50Ms)),
                 ("worker_cpu_ms_per_job", .number(result.workerCPUMsPerJob)),
+                ("pg_cpu_ms_per_job", .number(result.serverCPUMsPerJob)),
+                ("pg_statements_per_job", .number(result.statementsPerJob)),
+                ("pg_exec_ms_per_job", .number(result.serverExecutionMsPerJob)),
                 ("live_vms_at_end", result.liveVMsAtEnd.map { .integer($0) } ?? .number(nil)),
+                ("runs", .integer(result.runs)),
+                ("jobs_per_s_runs", .array(result.jobsPerSecondRuns.map { .number($0) })),
             ]
+            if let version = result.version { members.append(("version", .string(version))) }
             if let error = result.error { members.append(("error", .string(error))) }
             return .object(members)
         }
@@ -109,6 +149,7 @@ struct Report {
                 ("start_p99_ms", .number(result.startP99Ms)),
                 ("latency_p50_ms", .number(result.latencyP50Ms)),
                 ("latency_p99_ms", .number(result.latencyP99Ms)),
+                ("runs", .integer(result.runs)),
             ]
             if let error = result.error { members.append(("error", .string(error))) }
             return .object(members)
@@ -116,6 +157,7 @@ struct Report {
         var root: [(String, JSONOutput)] = [
             ("quick", .bool(quick)),
             ("machine", .object(machine.map { ($0.0, .string($0.1)) })),
+            ("kvm_floor_kind", .string(micro.floorName)),
             ("kvm_floor_us", .number(micro.floor.total.p50)),
             ("kvm_floor_p99_us", .number(micro.floor.total.p99)),
             ("fresh_call_us", .number(micro.fresh.total.p50)),
@@ -132,6 +174,8 @@ struct Report {
             ("reset_p99_us", .object(resetP99)),
             ("cancel_us", .number(micro.cancel.p50)),
             ("cancel_p99_us", .number(micro.cancel.p99)),
+            ("e2e_repeats", .integer(repeats)),
+            ("pg_counters", serverCounters.map { .string($0) } ?? .number(nil)),
             ("e2e", .array(e2e)),
             ("light_load", .array(lightLoad)),
         ]
@@ -140,7 +184,10 @@ struct Report {
             ("breakdown", .object([
                 ("kvm_floor", floor(micro.floor)),
                 ("kvm_floor_alone", floor(micro.floorAlone)),
-                ("kvm_floor_cpl3_us", .object(p(micro.floorCPL3))),
+                ("kvm_floor_candidates", .array(micro.floorCandidates.map { candidate in
+                    .object([("name", .string(candidate.name)), ("detail", .string(candidate.detail)),
+                             ("resident", floor(candidate.resident)), ("alone", floor(candidate.alone))])
+                })),
                 ("fresh_call", fresh(micro.fresh)),
                 ("fresh_call_alone", fresh(micro.freshAlone)),
                 ("recycled_echo_us", .object(p(micro.recycledCall))),
@@ -157,6 +204,11 @@ struct Report {
                 ("recycled_vs_novm", .number(recycledVsNoVM)),
                 ("fresh_vs_novm", .number(freshVsNoVM)),
                 ("recycled_vs_fresh_c8", .number(recycledVsFreshAt8)),
+                ("novm_4x2_vs_1x8", .number(scaling("novm"))),
+                ("recycled_4x2_vs_1x8", .number(scaling("recycled"))),
+                ("recycled_vs_novm_c1", .number(recycledVsNoVMAt1)),
+                ("novm_vs_best_peer", .number(noVMVsBestPeer)),
+                ("recycled_vs_best_peer", .number(recycledVsBestPeer)),
                 ("seed_warm_vs_novm", .number(Self.seed.warm / Self.seed.noVM)),
                 ("seed_cold_vs_novm", .number(Self.seed.cold / Self.seed.noVM)),
             ])),
@@ -187,7 +239,7 @@ struct Report {
         for (key, value) in machine { lines.append("  \(key): \(value)") }
         lines.append("")
 
-        let microWidths = [-24, 9, 9, 6, -1]
+        let microWidths = [-34, 9, 9, 6, -1]
         lines.append("micro-benchmarks, in-process; headline rows hold one idle VM resident (as a worker always does)")
         lines.append(row(["micro (us)", "p50", "p99", "n", "same-run baseline / parts (p50)"], microWidths))
         func micro(_ name: String, _ samples: Samples, _ note: String) {
@@ -203,8 +255,12 @@ struct Report {
                   + "\(f(figures.create.p50)) + echo \(f(figures.call.p50)) + close \(f(figures.teardown.p50))")
         }
         floor("kvm_floor_us", m.floor)
-        micro("  cpl3 bare VM", m.floorCPL3,
-              "long mode via MicroVM, 1 MiB: \(f(ratio(m.floorCPL3.p50, m.floor.total.p50), 2, "x")) floor")
+        lines.append("  (the floor is the cheapest of these raw VMs on this host, by p50 with a VM resident: \(m.floorName))")
+        for (index, candidate) in m.floorCandidates.enumerated() {
+            micro("  \(index == m.floorChoice ? "*" : " ") \(candidate.name)", candidate.resident.total,
+                  "\(candidate.detail): run \(f(candidate.resident.run.p50)); "
+                  + "\(f(ratio(candidate.resident.total.p50, m.floor.total.p50), 2, "x")) floor")
+        }
         fresh("fresh_call_us", m.fresh, m.floor)
         floor("  floor, no VM resident", m.floorAlone)
         fresh("  fresh, no VM resident", m.freshAlone, m.floorAlone)
@@ -221,13 +277,23 @@ struct Report {
         if let e2eSkipped {
             lines.append("end to end: skipped (\(e2eSkipped))")
         } else {
-            lines.append("end to end: echo jobs through PostgreSQL, one INSERT of N jobs per run, drained by hl-worker")
+            lines.append("end to end: echo jobs through PostgreSQL, one INSERT of N jobs per run, drained by hl-worker;")
+            lines.append("  each configuration run \(repeats) times, interleaved, in a rotated order, VACUUM (+ ANALYZE of a non-empty table) before each run;")
+            lines.append("  figures are medians over the runs (runs = how many succeeded; range = slowest..fastest jobs/s)")
             lines.append("  (latency = created_at -> finished_at, so for a bulk insert it is mostly queueing)")
             lines.append("  (cpu/job = user + system CPU ms of the hl-worker processes per job, VM teardown included;")
             lines.append("   VMs@end = VMs alive when the last job finished, pools, stock and not-yet-closed VMs together)")
-            let widths = [-9, 5, 4, 6, 9, 9, 9, 9, 7, 7, -1]
-            lines.append(row(["mode", "procs", "conc", "jobs", "jobs/s", "p50 ms", "p99 ms", "start p50", "cpu/job", "VMs@end",
-                              "vs novm"], widths))
+            if bulk.contains(where: { Peer(rawValue: $0.configuration.mode) != nil }) {
+                lines.append("  (peers, --peers: the same number of no-op jobs inserted in one call through the peer's own API, drained")
+                lines.append("   by its own workers; conc = \(Peer.allCases.map { "\($0.rawValue) \($0.widthMeaning)" }.joined(separator: ", "));")
+                lines.append("   jobs/s until its table shows no job left, start = insert call -> job function, host clock;")
+                lines.append("   cpu/job = the peer's worker processes; \(Set(bulk.compactMap(\.version)).sorted().joined(separator: ", ")))")
+            }
+            lines.append("  (pg cpu = CPU ms of the PostgreSQL cluster's processes per job, stmts = statements per job, both while")
+            lines.append("   the batch drained, hl-bench's own insert and checks left out; \(serverCounters ?? "n/a"))")
+            let widths = [-13, 5, 4, 6, 9, 9, 9, 9, 7, 7, 6, 7, 7, 4, -1]
+            lines.append(row(["mode", "procs", "conc", "jobs", "jobs/s", "p50 ms", "p99 ms", "start p50", "cpu/job", "pg cpu",
+                              "stmts", "VMs@end", "vs novm", "runs", "range"], widths))
             let noVM = best("novm")?.jobsPerSecond
             for result in bulk {
                 if let error = result.error {
@@ -239,12 +305,14 @@ struct Report {
                 lines.append(row([result.configuration.mode, String(result.configuration.processes),
                                   String(result.configuration.concurrency), String(result.jobs), f(result.jobsPerSecond),
                                   f(result.latencyP50Ms), f(result.latencyP99Ms), f(result.startP50Ms),
-                                  f(result.workerCPUMsPerJob, 2), result.liveVMsAtEnd.map(String.init) ?? "n/a",
-                                  f(ratio(result.jobsPerSecond, noVM), 2)], widths))
+                                  f(result.workerCPUMsPerJob, 2), f(result.serverCPUMsPerJob, 3), f(result.statementsPerJob, 3),
+                                  result.liveVMsAtEnd.map(String.init) ?? "n/a",
+                                  f(ratio(result.jobsPerSecond, noVM), 2), String(result.runs),
+                                  "\(f(result.jobsPerSecondRuns.min(), 0))..\(f(result.jobsPerSecondRuns.max(), 0))"], widths))
             }
             lines.append("")
             lines.append("light load: one job at a time into an idle fleet")
-            let lightWidths = [-9, 5, 4, 6, 12, 12, 12, 12]
+            let lightWidths = [-13, 5, 4, 6, 12, 12, 12, 12]
             lines.append(row(["mode", "procs", "conc", "jobs", "start p50 ms", "start p99 ms", "done p50 ms", "done p99 ms"],
                              lightWidths))
             for result in light {
@@ -268,10 +336,15 @@ struct Report {
         lines.append("  fresh vs novm:     \(f(freshVsNoVM, 3, "x"))  (best \(f(best("fresh")?.jobsPerSecond)) / \(f(best("novm")?.jobsPerSecond)) jobs/s; seed cold vs no VM \(f(Self.seed.cold / Self.seed.noVM, 3))x)")
         lines.append("  recycled vs fresh: \(f(recycledVsFreshAt8, 2, "x"))  (1 process, concurrency 8)")
         lines.append("  hostcall vs io:    \(f(hostCallVsIOExit, 2, "x"))  (\(f(m.hostCall.p50)) / \(f(m.ioExit.p50)) us)")
+        if let bestPeer {
+            let peer = "\(bestPeer.configuration.mode) \(bestPeer.configuration.processes) x \(bestPeer.configuration.concurrency)"
+            lines.append("  novm vs peer:      \(f(noVMVsBestPeer, 3, "x"))  (best \(f(best("novm")?.jobsPerSecond)) / \(f(bestPeer.jobsPerSecond)) jobs/s, \(peer))")
+            lines.append("  recycled vs peer:  \(f(recycledVsBestPeer, 3, "x"))  (best \(f(best("recycled")?.jobsPerSecond)) / \(f(bestPeer.jobsPerSecond)) jobs/s)")
+        }
         lines.append("")
         lines.append("targets")
         for target in targets {
-            let value = target.value.map { f($0, target.unit == "x" ? 3 : 1, " " + target.unit) } ?? "n/a"
+            let value = target.value.map { f($0, target.unit == "x" || abs($0) < 1 ? 3 : 1, target.unit.isEmpty ? "" : " " + target.unit) } ?? "n/a"
             lines.append("  \(target.verdict.padding(toLength: 5, withPad: " ", startingAt: 0)) \(target.name)  [\(value)]")
         }
         return lines.joined(separator: "\n")
