@@ -74,7 +74,10 @@ let package = Package(
         .target(name: "HLTestSupport", dependencies: ["JobQueue", "KVMTestSupport"], path: "Tests/HLTestSupport"),
         .testTarget(name: "MicroVMTests", dependencies: ["MicroVM", "CKVM", "KVMTestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "MicroVM", "CGuestABI", "KVMTestSupport"]),
-        .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "HLTestSupport"]),
+        .testTarget(
+            name: "JobQueueTests",
+            dependencies: ["JobQueue", "HLTestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(
             name: "WorkerTests",
             dependencies: [
