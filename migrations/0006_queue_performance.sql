@@ -1,5 +1,5 @@
 -- Keeping the queue cheap per job: a claim whose plan does not depend on
--- table statistics.
+-- table statistics, and autovacuum set for the churn of a queue.
 
 -- MARK: The claim
 
@@ -86,3 +86,25 @@ $$;
 -- claim changes); only workers need to call it.
 REVOKE EXECUTE ON FUNCTION hl.claim_jobs(text, integer, text[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hl.claim_jobs(text, integer, text[]) TO hl_worker;
+
+-- MARK: Autovacuum for a queue's churn
+
+-- Every job leaves two dead row versions behind (its claim and its finish
+-- each replace the row), and the dead entries of claimed rows sit at the
+-- head of the claim indexes, where every claim starts its walk, until a
+-- vacuum removes them. The defaults (vacuum once a fifth of the table is
+-- dead, analyze once a tenth has changed) wait far too long on a table that
+-- also keeps a day of finished jobs, so hl.jobs gets its own: vacuum and
+-- analyze after 1,000 rows plus 2 % of the table, inserts too (so the bulk
+-- insert of a backlog is analyzed soon), and ten times the default cost
+-- limit so that each vacuum is over quickly. How often autovacuum looks at
+-- all is autovacuum_naptime, a server setting (docs/operations.md).
+ALTER TABLE hl.jobs SET (
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_scale_factor = 0.02,
+    autovacuum_vacuum_insert_threshold = 1000,
+    autovacuum_vacuum_insert_scale_factor = 0.02,
+    autovacuum_analyze_threshold = 1000,
+    autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_limit = 2000
+);
