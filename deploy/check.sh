@@ -11,6 +11,9 @@
 #   Dockerfile      stages, non-root user, what the runtime image installs
 #   command lines   the unit's ExecStart, the Deployment's args, the image's
 #                   CMD and the migrate Job's commands parse with the binary
+#   memory          the unit's MemoryMax and the Deployment's memory limit
+#                   hold the worst case of their command lines: the binary
+#                   checks it (`serve --check-config`) against each limit
 #   live            with PostgreSQL (DATABASE_URL, else the private cluster
 #                   of scripts/pg.sh) and usable /dev/kvm: the dashboard's SQL
 #                   runs as a member of hl_dashboard, and a worker started
@@ -110,6 +113,32 @@ def seconds(text):
 
 DEFAULT_GRACE = 25.0
 
+def memory_bytes(text, units):
+    """A memory size with one of `units` (suffix: bytes per unit) or none."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text or ""))
+    if not match or match.group(2) not in units:
+        return None
+    return int(float(match.group(1)) * units[match.group(2)])
+
+KIB = 1024
+SYSTEMD_UNITS = {"": 1, "K": KIB, "M": KIB**2, "G": KIB**3, "T": KIB**4}
+K8S_UNITS = {"": 1, "Ki": KIB, "Mi": KIB**2, "Gi": KIB**3, "Ti": KIB**4,
+             "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+def check_memory_limit(argv, limit, where):
+    """The worker, given `limit` as its cgroup's memory.max, accepts argv's
+    worst-case memory (it refuses to start otherwise)."""
+    if limit is None:
+        return fail(f"{where}: sets a memory limit (the worker sizes itself against it)")
+    cgroup = os.path.join(work, "cgroup")
+    os.makedirs(cgroup, exist_ok=True)
+    with open(os.path.join(cgroup, "memory.max"), "w") as out:
+        out.write(f"{limit}\n")
+    run = subprocess.run([binary, *argv, "--check-config"], capture_output=True, text=True,
+                         env={**os.environ, "HL_CGROUP_ROOT": cgroup})
+    check(run.returncode == 0, f"{where}: worst-case memory fits the memory limit of {limit >> 20} MiB",
+          (run.stdout + run.stderr).strip())
+
 # --- systemd unit: structure and policy (systemd-analyze runs separately) ---
 sections, current = {}, None
 for number, raw in enumerate(open(unit_path), 1):
@@ -145,6 +174,7 @@ grace = float(option(unit_args, "--shutdown-grace", DEFAULT_GRACE))
 stop = seconds(last("TimeoutStopSec") or "")
 check(stop is not None and stop > grace, f"{unit_path}: TimeoutStopSec ({stop}) exceeds the drain grace ({grace})")
 check(option(unit_args, "--metrics-port") is not None, f"{unit_path}: ExecStart serves metrics (--metrics-port)")
+check_memory_limit(unit_args, memory_bytes(last("MemoryMax"), SYSTEMD_UNITS), f"{unit_path}: MemoryMax")
 with open(os.path.join(work, "unit.json"), "w") as out:
     json.dump({"args": unit_args, "stop": stop, "grace": grace}, out)
 
@@ -201,6 +231,7 @@ for path, deployment in deployments:
     check(period > grace_k8s, f"{path}: terminationGracePeriodSeconds ({period}) exceeds the drain grace ({grace_k8s})")
     limits = container.get("resources", {}).get("limits", {})
     check(any("kvm" in key for key in limits), f"{path}: /dev/kvm requested from a device plugin", str(limits))
+    check_memory_limit(args, memory_bytes(limits.get("memory"), K8S_UNITS), f"{path}: limits.memory")
     security = spec.get("securityContext", {})
     container_security = container.get("securityContext", {})
     check(security.get("runAsNonRoot") is True and not container_security.get("privileged", False)

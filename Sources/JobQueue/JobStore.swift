@@ -18,23 +18,41 @@ public final class JobStore: @unchecked Sendable {
 
     // MARK: Workers
 
-    /// Inserts or refreshes the worker's row; its heartbeat starts now.
-    public func registerWorker(_ worker: WorkerInfo) throws {
-        try connection.execute(Queries.registerWorker, [
+    /// Registers this process under `worker.id` unless another live process
+    /// holds that id: one whose heartbeat is younger than `liveWithin`
+    /// seconds. A row of a process silent longer is taken over (its jobs are
+    /// rescued by `rescueJobs(ofEarlierWorker:)`). The heartbeat starts now.
+    public func registerWorker(_ worker: WorkerInfo, liveWithin: TimeInterval) throws -> WorkerRegistration {
+        let inserted = try connection.execute(Queries.registerWorker, [
             .text(worker.id), .text(worker.host), PGParam(Int(worker.pid)), PGParam(worker.concurrency),
-            worker.queues.map { PGParam.array($0) } ?? .null, .text(worker.version),
+            worker.queues.map { PGParam.array($0) } ?? .null, .text(worker.version), .text(worker.instance),
+            PGParam(liveWithin),
         ])
+        if inserted.rowCount == 1 { return .registered }
+        // The holder may have deregistered since; then trying again wins.
+        guard let row = try connection.execute(Queries.workerHolder, [.text(worker.id)]).rows.first else {
+            return try registerWorker(worker, liveWithin: liveWithin)
+        }
+        return .heldByLiveWorker(
+            host: try row.required("host", row.string), pid: Int32(try row.required("pid", row.int)),
+            silentFor: try row.required("silent_s", row.double))
     }
 
-    /// Returns false when the worker has no row (it was forgotten after
-    /// going silent): register again; its running jobs may have been rescued.
-    @discardableResult
-    public func heartbeat(workerID: String) throws -> Bool {
-        try connection.execute(Queries.heartbeat, [.text(workerID)]).affectedRows == 1
+    /// Writes the heartbeat of this process's row. When the row is not its
+    /// own any more, registers again if the id is free (see
+    /// `registerWorker`) and says what happened.
+    public func heartbeat(_ worker: WorkerInfo, liveWithin: TimeInterval) throws -> HeartbeatOutcome {
+        let beat = try connection.execute(Queries.heartbeat, [.text(worker.id), .text(worker.instance)])
+        if beat.affectedRows == 1 { return .beating }
+        switch try registerWorker(worker, liveWithin: liveWithin) {
+        case .registered: return .registeredAgain
+        case .heldByLiveWorker(let host, let pid, _): return .takenOver(host: host, pid: pid)
+        }
     }
 
-    public func deregisterWorker(workerID: String) throws {
-        try connection.execute(Queries.deregisterWorker, [.text(workerID)])
+    /// Deletes this process's row; a row another process owns stays.
+    public func deregisterWorker(_ worker: WorkerInfo) throws {
+        try connection.execute(Queries.deregisterWorker, [.text(worker.id), .text(worker.instance)])
     }
 
     // MARK: Claiming and finishing
@@ -120,11 +138,13 @@ public final class JobStore: @unchecked Sendable {
     /// Graceful shutdown: hands jobs this worker will not finish back to
     /// `available` with the attempt taken back (or to `cancelled` if that
     /// was requested), and wakes other workers. Returns the ids handed back.
+    /// Nothing is handed back unless `worker`'s row is this process's.
     @discardableResult
-    public func requeue(_ jobs: [JobAttempt], workerID: String) throws -> [Int64] {
+    public func requeue(_ jobs: [JobAttempt], worker: WorkerInfo) throws -> [Int64] {
         guard !jobs.isEmpty else { return [] }
         let result = try connection.execute(Queries.requeue, [
-            .text(workerID), PGParam.array(jobs.map(\.id)), PGParam.array(jobs.map(\.attempt)),
+            .text(worker.id), PGParam.array(jobs.map(\.id)), PGParam.array(jobs.map(\.attempt)),
+            .text(worker.instance),
         ])
         return try result.rows.map { try $0.required("id", $0.int64) }
     }
@@ -145,14 +165,15 @@ public final class JobStore: @unchecked Sendable {
         return try row.required("rescued", row.int)
     }
 
-    /// At start-up, with a fixed worker id: rescues the jobs an earlier
-    /// process with the same id left running (its heartbeat, now ours,
-    /// would otherwise keep them from ever being rescued). Returns how many.
+    /// At start-up, once registered: rescues the jobs an earlier process
+    /// with the same id left running (its heartbeat, now ours, would
+    /// otherwise keep them from ever being rescued). Does nothing unless
+    /// `worker`'s row is this process's. Returns how many.
     @discardableResult
-    public func rescueJobs(ofEarlierWorker workerID: String) throws -> Int {
+    public func rescueJobs(ofEarlierWorker worker: WorkerInfo) throws -> Int {
         try connection.execute(Queries.rescueWorker, [
-            .text("worker \(workerID) restarted mid-job"),
-            PGParam(backoff.baseSeconds), PGParam(backoff.maxSeconds), .text(workerID),
+            .text("worker \(worker.id) restarted mid-job"),
+            PGParam(backoff.baseSeconds), PGParam(backoff.maxSeconds), .text(worker.id), .text(worker.instance),
         ]).affectedRows
     }
 

@@ -41,15 +41,48 @@ public struct WorkerInfo: Sendable, Equatable {
     /// nil: every queue.
     public var queues: [String]?
     public var version: String
+    /// Random per process: tells this process apart from any other that
+    /// uses, or used, the same id.
+    public var instance: String
 
-    public init(id: String, host: String, pid: Int32, concurrency: Int, queues: [String]?, version: String) {
+    public init(id: String, host: String, pid: Int32, concurrency: Int, queues: [String]?, version: String,
+                instance: String = WorkerInfo.newInstance()) {
         self.id = id
         self.host = host
         self.pid = pid
         self.concurrency = concurrency
         self.queues = queues
         self.version = version
+        self.instance = instance
     }
+
+    /// 128 random bits in hex.
+    public static func newInstance() -> String {
+        (0..<2).map { _ in
+            let hex = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+            return String(repeating: "0", count: 16 - hex.count) + hex
+        }.joined()
+    }
+}
+
+/// What registering a worker id came to.
+public enum WorkerRegistration: Sendable, Equatable {
+    /// The id is this process's now.
+    case registered
+    /// Another process holds the id and heartbeated `silentFor` seconds ago.
+    case heldByLiveWorker(host: String, pid: Int32, silentFor: Double)
+}
+
+/// What a heartbeat came to.
+public enum HeartbeatOutcome: Sendable, Equatable {
+    case beating
+    /// The row was gone (forgotten after a long silence) or had gone stale
+    /// under another process: it is this process's again. Its running jobs
+    /// may have been rescued meanwhile.
+    case registeredAgain
+    /// Another live process holds the id: it took it over while this one
+    /// was silent, and this one's jobs were rescued.
+    case takenOver(host: String, pid: Int32)
 }
 
 /// A job just claimed: it is `running` under `attempt` for this worker.

@@ -1,11 +1,14 @@
 import Foundation
 import Logging
 
-/// Channels the schema notifies on.
+/// Channels the schema notifies on. Payloads are empty: any login may
+/// LISTEN, so a payload would tell every tenant about the others' jobs; and
+/// any login may NOTIFY, so a notification is a hint to look at the table,
+/// never a fact to act on.
 public enum Channel {
-    /// Payload: the queue of newly inserted or requeued jobs.
+    /// Jobs became runnable (inserted, handed back, their queue resumed).
     public static let jobs = "hl_jobs"
-    /// Payload: the id of a running job whose cancellation was requested.
+    /// The cancellation of some running job was requested.
     public static let cancel = "hl_cancel"
 }
 

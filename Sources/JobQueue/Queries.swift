@@ -40,23 +40,45 @@ enum Queries {
 
     // MARK: Workers
 
+    /// $1...$6 the worker's row, $7 this process's instance, $8 seconds
+    /// after its last heartbeat a worker counts as gone. Takes the id only
+    /// when it is free: no row, a row of this same instance (registering
+    /// again after the row was forgotten), or a row whose heartbeat is older
+    /// than $8 (a process that died; its jobs are rescued next). Returns no
+    /// row when a live process holds the id.
     static let registerWorker = Query(
         name: "hl_register_worker",
         sql: """
-            INSERT INTO hl.workers (id, host, pid, concurrency, queues, version)
-            VALUES ($1::text, $2::text, $3::integer, $4::integer, $5::text[], $6::text)
+            INSERT INTO hl.workers AS w (id, host, pid, concurrency, queues, version, instance)
+            VALUES ($1::text, $2::text, $3::integer, $4::integer, $5::text[], $6::text, $7::text)
             ON CONFLICT (id) DO UPDATE SET
                 host = EXCLUDED.host, pid = EXCLUDED.pid,
                 started_at = now(), heartbeat_at = now(),
                 concurrency = EXCLUDED.concurrency, queues = EXCLUDED.queues,
-                version = EXCLUDED.version
+                version = EXCLUDED.version, instance = EXCLUDED.instance
+            WHERE w.instance IS NOT DISTINCT FROM EXCLUDED.instance
+               OR w.heartbeat_at <= now() - make_interval(secs => $8::float8)
+            RETURNING w.id
             """)
 
-    static let heartbeat = Query(
-        name: "hl_heartbeat", sql: "UPDATE hl.workers SET heartbeat_at = now() WHERE id = $1::text")
+    /// $1 worker id: who holds it, for the message that refuses a second
+    /// process the same id.
+    static let workerHolder = Query(
+        name: "hl_worker_holder",
+        sql: """
+            SELECT host, pid, extract(epoch FROM now() - heartbeat_at)::float8 AS silent_s
+            FROM hl.workers WHERE id = $1::text
+            """)
 
+    /// $1 worker id, $2 instance: only the process that owns the row beats it.
+    static let heartbeat = Query(
+        name: "hl_heartbeat",
+        sql: "UPDATE hl.workers SET heartbeat_at = now() WHERE id = $1::text AND instance = $2::text")
+
+    /// $1 worker id, $2 instance: a process deletes its own row, never that
+    /// of another process that took the id over.
     static let deregisterWorker = Query(
-        name: "hl_deregister_worker", sql: "DELETE FROM hl.workers WHERE id = $1::text")
+        name: "hl_deregister_worker", sql: "DELETE FROM hl.workers WHERE id = $1::text AND instance = $2::text")
 
     static let liveWorkers = Query(
         name: "hl_live_workers",
@@ -105,11 +127,15 @@ enum Queries {
     /// $10 backoff cap in seconds.
     ///
     /// Fenced: a row changes only while it is still running the attempt the
-    /// outcome belongs to. Every decision reads the row as the UPDATE sees
-    /// it, after any concurrent change (a cancel request) has committed. A
-    /// failure of a job whose cancellation was requested ends it cancelled,
-    /// never retryable: the claim query skips cancel-requested rows, so a
-    /// retryable one would wait forever.
+    /// outcome belongs to, and a `cancelled` outcome only where
+    /// cancel_requested_at is set: whatever stopped a job, only a recorded
+    /// request can end it cancelled. Such an outcome without a request
+    /// leaves the row running; the worker's stray check hands it back to
+    /// the queue (see Maintenance). Every decision reads the row as the
+    /// UPDATE sees it, after any concurrent change (a cancel request) has
+    /// committed. A failure of a job whose cancellation was requested ends
+    /// it cancelled, never retryable: the claim query skips cancel-requested
+    /// rows, so a retryable one would wait forever.
     static let finish: Query = {
         let retry = "o.outcome = 'failed' AND o.retryable AND j.cancel_requested_at IS NULL"
             + " AND j.attempt < j.max_attempts"
@@ -133,15 +159,20 @@ enum Queries {
                      AS o(id, attempt, worker, outcome, result, kind, message, retryable)
                 WHERE j.id = o.id
                   AND j.state = 'running' AND j.attempt = o.attempt AND j.attempted_by = o.worker
+                  AND (o.outcome <> 'cancelled' OR j.cancel_requested_at IS NOT NULL)
                 RETURNING j.id
                 """)
     }()
 
-    /// $1 worker, $2 ids, $3 attempts: a shutting-down worker hands back
-    /// jobs it has not run to the end. The attempt did not count, so it is
-    /// taken back; a job whose cancellation was requested ends cancelled.
-    /// Other workers are woken for the jobs made available (the CASE is
-    /// there only for pg_notify's side effect).
+    /// $1 worker, $2 ids, $3 attempts, $4 instance: a shutting-down worker
+    /// hands back jobs it has not run to the end. The attempt did not count,
+    /// so it is taken back; a job whose cancellation was requested ends
+    /// cancelled. Only while the worker's row is this instance's: a process
+    /// whose id another process has taken over hands back nothing (its
+    /// jobs were rescued when it went silent). Other workers are woken for
+    /// the jobs made available, with no payload (see migration 0005); the
+    /// CASE is there only for pg_notify's side effect, and PostgreSQL folds
+    /// the identical notifications of one transaction into one.
     static let requeue = Query(
         name: "hl_requeue",
         sql: """
@@ -154,9 +185,10 @@ enum Queries {
                 FROM unnest($2::bigint[], $3::integer[]) AS r(id, attempt)
                 WHERE j.id = r.id
                   AND j.state = 'running' AND j.attempt = r.attempt AND j.attempted_by = $1::text
-                RETURNING j.id, j.queue, j.state
+                  AND EXISTS (SELECT 1 FROM hl.workers AS w WHERE w.id = $1::text AND w.instance = $4::text)
+                RETURNING j.id, j.state
             )
-            SELECT id, CASE WHEN state = 'available' THEN pg_notify('hl_jobs', queue) END AS notified
+            SELECT id, CASE WHEN state = 'available' THEN pg_notify('hl_jobs', '') END AS notified
             FROM returned
             """)
 
@@ -205,13 +237,16 @@ enum Queries {
             SELECT count(*) AS rescued FROM rescued
             """)
 
-    /// $1 message, $2/$3 backoff, $4 worker id: the running jobs an earlier
-    /// process left under the same worker id.
+    /// $1 message, $2/$3 backoff, $4 worker id, $5 instance: the running
+    /// jobs an earlier process left under the same worker id, rescued only
+    /// by the instance that now owns the id (registration gave it the id
+    /// because that earlier process had gone silent).
     static let rescueWorker = Query(
         name: "hl_rescue_worker",
         sql: """
             UPDATE hl.jobs AS j SET \(loseAttempt)
             WHERE j.state = 'running' AND j.attempted_by = $4::text
+              AND EXISTS (SELECT 1 FROM hl.workers AS w WHERE w.id = $4::text AND w.instance = $5::text)
             RETURNING j.id
             """)
 

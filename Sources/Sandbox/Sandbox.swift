@@ -42,7 +42,9 @@ public final class Sandbox: @unchecked Sendable {
     let snapshot: MemorySnapshot?
     /// Reused between resets, sized for one bit per page.
     var dirtyBitmap: [UInt64]
-    private let logger: Logger
+    /// The guest's log lines: filtered, escaped, budgeted per call and
+    /// queued, never written on the call's thread.
+    private var guestLog: GuestLog
 
     /// CR2 holds the address of the last page fault. The host sets it to a
     /// value no fault can produce (non-canonical), so after a triple fault a
@@ -64,7 +66,7 @@ public final class Sandbox: @unchecked Sendable {
         layout = try GuestLayout(configuration: configuration, image: image.elf)
         var logger = logger
         logger[metadataKey: "guest"] = "\(image.name)"
-        self.logger = logger
+        guestLog = GuestLog(logger: logger)
         do {
             memory = try GuestMemory(size: Int(layout.memorySize))
             vm = try kvm.makeVM()
@@ -174,6 +176,7 @@ public final class Sandbox: @unchecked Sendable {
             throw .hostFailure(error)
         }
 
+        guestLog.beginCall(maxBytes: limits.maxLogBytes)
         callState.withLock { state in
             state = (true, nil)
             vcpu.clearStop()
@@ -243,11 +246,11 @@ public final class Sandbox: @unchecked Sendable {
                 hostCalls += 1
                 guard hostCalls <= limits.maxHostCalls else { throw .tooManyHostCalls(limit: limits.maxHostCalls) }
                 try serviceHostCall()
+                // A deadline or cancel that came while the host was busy
+                // ends the call now; the guest does not run again.
+                if let reason = callState.withLock({ $0.stopReason }) { throw Self.stopped(reason, limits) }
             case .stopped:
-                switch callState.withLock({ $0.stopReason }) {
-                case .cancelled: throw .cancelled
-                default: throw .timeout(milliseconds: limits.timeoutMilliseconds)
-                }
+                throw Self.stopped(callState.withLock { $0.stopReason } ?? .timeout, limits)
             case .tripleFault:
                 let (cr2, rip) = faultRegisters()
                 if (GuestLayout.entryStub..<(GuestLayout.entryStub + GuestLayout.page)).contains(rip) {
@@ -265,6 +268,13 @@ public final class Sandbox: @unchecked Sendable {
             case .crash(let reason):
                 throw .guestCrash(reason: reason, rip: faultRegisters().rip)
             }
+        }
+    }
+
+    private static func stopped(_ reason: StopReason, _ limits: CallLimits) -> SandboxError {
+        switch reason {
+        case .cancelled: return .cancelled
+        case .timeout: return .timeout(milliseconds: limits.timeoutMilliseconds)
         }
     }
 
@@ -308,11 +318,10 @@ public final class Sandbox: @unchecked Sendable {
         }
     }
 
-    /// Guest text headed for logs and job rows: valid UTF-8, no control
-    /// characters, bounded length.
+    /// Guest text headed for logs and job rows: valid UTF-8, every control,
+    /// format and separator character escaped, bounded length.
     static func safeMessage(_ bytes: [UInt8]) -> String {
-        let text = String(decoding: bytes.prefix(1024), as: UTF8.self)
-        return String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
+        UntrustedText.escape(bytes)
     }
 
     // MARK: Host calls
@@ -334,8 +343,7 @@ public final class Sandbox: @unchecked Sendable {
                     throw SandboxError.guestCrash(reason: "malformed log host call", rip: faultRegisters().rip)
                 }
                 let level = UInt32(payload[0]) | UInt32(payload[1]) << 8 | UInt32(payload[2]) << 16 | UInt32(payload[3]) << 24
-                let message = Self.safeMessage(Array(payload[4...]))
-                logger.log(level: Self.logLevel(level), "\(message)")
+                guestLog.record(level: Self.logLevel(level), message: payload[4...])
             case HL_HOSTCALL_WALL_CLOCK.rawValue:
                 var now = timespec()
                 clock_gettime(CLOCK_REALTIME, &now)

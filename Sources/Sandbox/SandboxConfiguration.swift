@@ -48,16 +48,24 @@ public struct CallLimits: Hashable, Sendable {
     /// At most the output area's size less its header.
     public var maxOutputBytes: Int
     public var maxHostCalls: Int
+    /// Guest log bytes one call may write (its lines as logged, escapes
+    /// included). The first line past it is replaced by one "guest log
+    /// truncated" warning and the call's later lines are dropped; the call
+    /// itself goes on. 0 drops every line.
+    public var maxLogBytes: Int
 
     public static let defaultTimeoutMilliseconds = 5_000
+    public static let defaultMaxLogBytes = 64 << 10
     public static let maximumTimeoutMilliseconds = 24 * 3_600_000
 
     public init(timeoutMilliseconds: Int = CallLimits.defaultTimeoutMilliseconds,
                 maxOutputBytes: Int = 1 << 20 - 16,
-                maxHostCalls: Int = 10_000) {
+                maxHostCalls: Int = 10_000,
+                maxLogBytes: Int = CallLimits.defaultMaxLogBytes) {
         self.timeoutMilliseconds = timeoutMilliseconds
         self.maxOutputBytes = maxOutputBytes
         self.maxHostCalls = maxHostCalls
+        self.maxLogBytes = maxLogBytes
     }
 
     public func validate() throws(SandboxError) {
@@ -66,5 +74,6 @@ public struct CallLimits: Hashable, Sendable {
         }
         guard maxOutputBytes >= 0 else { throw .invalidLimits("max output bytes \(maxOutputBytes) is negative") }
         guard maxHostCalls >= 0 else { throw .invalidLimits("max host calls \(maxHostCalls) is negative") }
+        guard maxLogBytes >= 0 else { throw .invalidLimits("max log bytes \(maxLogBytes) is negative") }
     }
 }

@@ -6,6 +6,11 @@ import Logging
 /// the executor. Wakes on NOTIFY (new jobs, cancellations) and when a slot
 /// frees up; polls as a fallback. After the listening connection comes back
 /// it re-polls, because notifications sent while it was away are gone.
+///
+/// Notifications carry nothing and prove nothing: any database login can
+/// send one (see migration 0005). On one it only looks again: it claims, or
+/// asks the table which of this worker's running jobs have a recorded
+/// cancellation request, and stops only those.
 final class JobProducer: @unchecked Sendable {
     private let configuration: WorkerConfiguration
     private let session: DatabaseSession
@@ -73,8 +78,8 @@ final class JobProducer: @unchecked Sendable {
             if claimedFull { continue }
             for event in listener.wait(timeout: configuration.pollInterval) {
                 switch event {
-                case .notification(Channel.cancel, let payload):
-                    if let id = Int64(payload) { executor.cancel(id) }
+                case .notification(Channel.cancel, _):
+                    mustPoll = true
                 case .notification:
                     break
                 case .disconnected(let reason):

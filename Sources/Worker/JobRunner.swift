@@ -61,9 +61,12 @@ final class JobRunner: @unchecked Sendable {
         let duration = Date().timeIntervalSince(started)
         metrics.runTime.recordSeconds(duration)
         metrics.record(outcome)
+        // Queue, guest and function names are whatever the job's submitter
+        // wrote; shown escaped, like the guest's own text.
         var metadata: Logger.Metadata = [
-            "job": "\(job.id)", "attempt": "\(job.attempt)", "queue": "\(job.queue)", "guest": "\(job.guest)",
-            "function": "\(job.function)", "duration_ms": "\(Int((duration * 1000).rounded()))",
+            "job": "\(job.id)", "attempt": "\(job.attempt)", "queue": "\(UntrustedText.escape(job.queue))",
+            "guest": "\(UntrustedText.escape(job.guest))", "function": "\(UntrustedText.escape(job.function))",
+            "duration_ms": "\(Int((duration * 1000).rounded()))",
         ]
         switch outcome {
         case .finished(.completed):
@@ -82,9 +85,15 @@ final class JobRunner: @unchecked Sendable {
     }
 
     /// Runs the job and says how it ended; every failure becomes an outcome.
+    /// Failure messages can carry the guest's text or the submitter's (a
+    /// guest name, a vm value), so each is escaped before it reaches the row.
     private func outcome(of prepared: PreparedJob, control: SlotControl) -> RunOutcome {
         let job = prepared.job
         let workerID = configuration.workerID
+        func failed(_ kind: String, _ message: String, retryable: Bool) -> RunOutcome {
+            .finished(.failed(id: job.id, attempt: job.attempt, workerID: workerID, kind: kind,
+                              message: UntrustedText.escape(message), retryable: retryable))
+        }
         do {
             let (program, sandboxConfiguration, limits, mode) = try plan(prepared)
             if mode == .novm {
@@ -96,20 +105,18 @@ final class JobRunner: @unchecked Sendable {
         } catch is HandBack {
             return .handBack(job.attemptRef)
         } catch let rejection as Rejection {
-            return .finished(.failed(id: job.id, attempt: job.attempt, workerID: workerID,
-                                     kind: rejection.kind, message: rejection.message, retryable: false))
+            return failed(rejection.kind, rejection.message, retryable: false)
         } catch SandboxError.cancelled {
             return .finished(.cancelled(id: job.id, attempt: job.attempt, workerID: workerID,
                                         message: "cancelled while running"))
         } catch let error as SandboxError {
             if case .host = error {
-                logger.error("host failure running a job", metadata: ["job": "\(job.id)", "error": "\(error)"])
+                logger.error("host failure running a job",
+                             metadata: ["job": "\(job.id)", "error": "\(UntrustedText.escape(error.description))"])
             }
-            return .finished(.failed(id: job.id, attempt: job.attempt, workerID: workerID,
-                                     kind: error.kind, message: error.message, retryable: error.isRetryable))
+            return failed(error.kind, error.message, retryable: error.isRetryable)
         } catch {
-            return .finished(.failed(id: job.id, attempt: job.attempt, workerID: workerID,
-                                     kind: "host_error", message: "\(error)", retryable: true))
+            return failed("host_error", "\(error)", retryable: true)
         }
     }
 
@@ -185,7 +192,7 @@ final class JobRunner: @unchecked Sendable {
             mode = configuration.defaultVM
         }
         let limits = CallLimits(timeoutMilliseconds: timeout, maxOutputBytes: configuration.maxOutputBytes,
-                                maxHostCalls: configuration.maxHostCalls)
+                                maxHostCalls: configuration.maxHostCalls, maxLogBytes: configuration.maxGuestLogBytes)
         return (program, SandboxConfiguration(memoryMB: memory), limits, mode)
     }
 }

@@ -23,11 +23,18 @@ final class Maintenance: @unchecked Sendable {
     private var stopped = false
     private var exited = false
     private var lastHeartbeat: Date?
+    /// `suspectedStrays` and `takenOver` belong to the maintenance thread
+    /// alone; `condition` guards the rest of the mutable state.
     private var suspectedStrays: Set<JobAttempt> = []
+    /// Set once another process has taken this worker's id over.
+    private var takenOver = false
+    /// Told when another process has taken this worker's id over.
+    private let onTakenOver: @Sendable (WorkerError) -> Void
 
     init(configuration: WorkerConfiguration, info: WorkerInfo, session: DatabaseSession, executor: JobExecutor,
          completer: JobCompleter, fresh: FreshSandboxFactory, recycled: RecycledSandboxPool,
-         metrics: WorkerMetrics, logger: Logger) {
+         metrics: WorkerMetrics, logger: Logger, onTakenOver: @escaping @Sendable (WorkerError) -> Void) {
+        self.onTakenOver = onTakenOver
         self.fresh = fresh
         self.configuration = configuration
         self.info = info
@@ -73,7 +80,8 @@ final class Maintenance: @unchecked Sendable {
         var nextPrune = Date(timeIntervalSinceNow: configuration.pruneInterval * Double.random(in: 0.1...1))
         while true {
             heartbeat()
-            if Date() >= nextRescue {
+            metrics.recordLogDrops()
+            if !takenOver && Date() >= nextRescue {
                 rescue()
                 recycled.evictIdle()
                 nextRescue = Date(timeIntervalSinceNow: configuration.rescueInterval)
@@ -92,10 +100,18 @@ final class Maintenance: @unchecked Sendable {
 
     private func heartbeat() {
         do {
-            let known = try session.run { store in try store.heartbeat(workerID: configuration.workerID) }
-            if !known {
-                logger.warning("this worker's row was gone (silent too long); registering again")
-                try session.run { store in try store.registerWorker(info) }
+            guard !takenOver else { return }
+            switch try session.run({ store in try store.heartbeat(info, liveWithin: configuration.rescueAfter) }) {
+            case .beating:
+                break
+            case .registeredAgain:
+                logger.warning("this worker's row was gone or stale (silent too long); registered again")
+            case .takenOver(let host, let pid):
+                // Its jobs were rescued and another process runs under its
+                // id: it must neither heartbeat for nor hand back anything.
+                takenOver = true
+                onTakenOver(.workerIDTakenOver(id: info.id, host: host, pid: pid))
+                return
             }
             condition.lock()
             lastHeartbeat = Date()
@@ -154,7 +170,7 @@ final class Maintenance: @unchecked Sendable {
         let confirmed = strays.intersection(suspectedStrays)
         suspectedStrays = strays.subtracting(confirmed)
         if !confirmed.isEmpty {
-            let handed = try session.run { store in try store.requeue(Array(confirmed), workerID: configuration.workerID) }
+            let handed = try session.run { store in try store.requeue(Array(confirmed), worker: info) }
             logger.warning("handed back jobs whose claim answer was lost", metadata: ["count": "\(handed.count)"])
         }
     }

@@ -29,6 +29,9 @@ public struct WorkerConfiguration: Sendable {
     public var maxMemoryMB = 512
     public var maxOutputBytes = 1 << 20 - 16
     public var maxHostCalls = 10_000
+    /// Guest log bytes one job's call may write before the rest of its
+    /// lines are dropped (see `CallLimits.maxLogBytes`).
+    public var maxGuestLogBytes = CallLimits.defaultMaxLogBytes
     /// How long a running job may take to finish after SIGTERM before it is
     /// stopped and handed back to the queue.
     public var shutdownGrace: TimeInterval = 25
@@ -64,11 +67,13 @@ public struct WorkerConfiguration: Sendable {
 
     public init() {}
 
+    /// host-pid-random: unique per process, also where every process is
+    /// pid 1 of its own container on one host name.
     public static func defaultWorkerID() -> String {
         var name = [CChar](repeating: 0, count: 256)
         gethostname(&name, name.count)
-        let host = String(cString: name)
-        return "\(host)-\(getpid())-\(UInt32.random(in: 0...UInt32.max) & 0xFFFF)"
+        let host = String(String(cString: name).prefix(100))
+        return "\(host)-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
     }
 
     public static let namePattern = try! NSRegularExpression(pattern: "^[A-Za-z0-9_.:-]{1,128}$")
@@ -100,6 +105,7 @@ public struct WorkerConfiguration: Sendable {
         guard rescueAfter > heartbeatInterval * 2 else {
             throw fail("--rescue-after must be more than twice the heartbeat interval")
         }
+        guard maxGuestLogBytes >= 0 else { throw fail("--max-guest-log-bytes must not be negative") }
         if let metricsPort, !(0...65535).contains(metricsPort) {
             throw fail("--metrics-port must be 0...65535")
         }
@@ -121,11 +127,25 @@ public struct WorkerConfiguration: Sendable {
 public enum WorkerError: Error, CustomStringConvertible {
     case invalidConfiguration(String)
     case kvmUnavailable(String)
+    /// Another live process registered this worker id: two processes under
+    /// one id would take each other's running jobs for strays.
+    case workerIDInUse(id: String, host: String, pid: Int32, silentFor: Double, rescueAfter: TimeInterval)
+    /// Another process took this worker id over while this one was silent;
+    /// this one's jobs were rescued, so it stopped.
+    case workerIDTakenOver(id: String, host: String, pid: Int32)
 
     public var description: String {
         switch self {
         case .invalidConfiguration(let message): return message
         case .kvmUnavailable(let message): return message
+        case .workerIDInUse(let id, let host, let pid, let silentFor, let rescueAfter):
+            return "--worker-id \(id) is in use by a live worker (pid \(pid) on \(host), heartbeat "
+                + "\(String(format: "%.1f", silentFor)) s ago): give this process another --worker-id or leave "
+                + "the flag out for a unique one; the id frees when that worker stops, or \(Int(rescueAfter)) s "
+                + "(--rescue-after) after its last heartbeat if it died"
+        case .workerIDTakenOver(let id, let host, let pid):
+            return "worker id \(id) was taken over by pid \(pid) on \(host) while this process was silent past "
+                + "--rescue-after, and its jobs were rescued; stopped. Give each process its own --worker-id"
         }
     }
 }

@@ -25,8 +25,11 @@ final class WorkerMetrics: @unchecked Sendable {
     let liveSlots = Gauge(label: "hl_slots")
     let busySlots = Gauge(label: "hl_slots_busy")
     let databaseReconnects = Counter(label: "hl_database_reconnects_total")
-    private var failures: [String: Counter] = [:]
+    /// Guards `failures` and `logDrops`.
     private let lock = NSLock()
+    private var failures: [String: Counter] = [:]
+    /// Per log queue: its counter and the drops already counted.
+    private var logDrops: [String: (counter: Counter, counted: Int)] = [:]
 
     func vmsAcquired(_ mode: WorkerConfiguration.VMMode) {
         switch mode {
@@ -44,6 +47,21 @@ final class WorkerMetrics: @unchecked Sendable {
             failure(kind).increment()
             if retryable { retried.increment() }
         case .handBack: handedBack.increment()
+        }
+    }
+
+    /// Brings `hl_log_lines_dropped_total{queue}` up to the drops of every
+    /// log queue in the process (the queues count; this only reads them).
+    func recordLogDrops(_ queues: [LogQueue] = LogQueue.all) {
+        lock.withLock {
+            for queue in queues {
+                let total = queue.totalDropped
+                var entry = logDrops[queue.name]
+                    ?? (Counter(label: "hl_log_lines_dropped_total", dimensions: [("queue", queue.name)]), 0)
+                if total > entry.counted { entry.counter.increment(by: total - entry.counted) }
+                entry.counted = total
+                logDrops[queue.name] = entry
+            }
         }
     }
 

@@ -19,14 +19,32 @@ public final class WorkerService: @unchecked Sendable {
     private let registry: PrometheusCollectorRegistry?
     private let stopRequested = DispatchSemaphore(value: 0)
     private var signalSources: [DispatchSourceSignal] = []
+    /// Guards `maintenance`, `stopping` and `stopFailure`.
     private let stateLock = NSLock()
     private var maintenance: Maintenance?
     private var stopping = false
+    /// Why the worker stopped on its own, reported once it has drained.
+    private var stopFailure: WorkerError?
 
-    /// With `configuration.metricsPort` set, swift-metrics is bootstrapped
-    /// to Prometheus here (once per process), before any metric is made.
-    public init(configuration: WorkerConfiguration, logger: Logger = Logger(label: "hl.worker")) throws {
+    /// The memory limit it runs under, and what its configuration could
+    /// come to (see `MemoryBudget`).
+    public let memoryLimit: CgroupMemoryLimit
+    public let memoryBudget: MemoryBudget
+
+    /// Refuses a configuration whose worst-case memory exceeds
+    /// `memoryLimit` (by default, this process's cgroup limit). With
+    /// `configuration.metricsPort` set, swift-metrics is bootstrapped to
+    /// Prometheus here (once per process), before any metric is made.
+    public init(configuration: WorkerConfiguration, memoryLimit: CgroupMemoryLimit = .current(),
+                logger: Logger = Logger(label: "hl.worker")) throws {
         try configuration.validate()
+        let budget = MemoryBudget(configuration)
+        if case .exceeds(let limitMB, let file, let largest) = budget.verdict(
+            under: memoryLimit, minimumMemoryMB: SandboxConfiguration.minimumMemoryMB) {
+            throw WorkerError.invalidConfiguration(budget.refusal(limitMB: limitMB, file: file, largestMaxMemoryMB: largest))
+        }
+        self.memoryLimit = memoryLimit
+        memoryBudget = budget
         self.configuration = configuration
         registry = configuration.metricsPort == nil ? nil : OperationsServer.bootstrapMetrics()
         metrics = WorkerMetrics()
@@ -86,11 +104,16 @@ public final class WorkerService: @unchecked Sendable {
                             metrics: self.metrics, logger: self.logger.with(component: name))
         }
         let maintenanceSession = session("maintenance")
-        let registered: Int? = maintenanceSession.runRetrying(shouldStop: { self.isStopping }) { store in
-            try store.registerWorker(info)
-            return try store.rescueJobs(ofEarlierWorker: info.id)
+        let registration: (WorkerRegistration, Int)? = maintenanceSession.runRetrying(shouldStop: { self.isStopping }) { store in
+            let registration = try store.registerWorker(info, liveWithin: configuration.rescueAfter)
+            guard registration == .registered else { return (registration, 0) }
+            return (registration, try store.rescueJobs(ofEarlierWorker: info))
         }
-        guard let strays = registered else { return }
+        guard let (registered, strays) = registration else { return }
+        if case .heldByLiveWorker(let host, let pid, let silentFor) = registered {
+            throw WorkerError.workerIDInUse(id: info.id, host: host, pid: pid, silentFor: silentFor,
+                                            rescueAfter: configuration.rescueAfter)
+        }
         if strays > 0 {
             logger.info("rescued jobs an earlier process with this id left running", metadata: ["count": "\(strays)"])
         }
@@ -129,7 +152,8 @@ public final class WorkerService: @unchecked Sendable {
                                    logger: logger.with(component: "producer"))
         let maintenance = Maintenance(configuration: configuration, info: info, session: maintenanceSession,
                                       executor: executor, completer: completer, fresh: fresh, recycled: recycled,
-                                      metrics: metrics, logger: logger.with(component: "maintenance"))
+                                      metrics: metrics, logger: logger.with(component: "maintenance"),
+                                      onTakenOver: { [weak self] reason in self?.stop(because: reason) })
         stateLock.lock()
         self.maintenance = maintenance
         stateLock.unlock()
@@ -146,6 +170,8 @@ public final class WorkerService: @unchecked Sendable {
         logger.info("worker started", metadata: [
             "concurrency": "\(configuration.concurrency)", "vm": "\(configuration.defaultVM.rawValue)",
             "queues": "\(configuration.queues?.joined(separator: ",") ?? "*")",
+            "worst_case_memory_mib": "\(memoryBudget.worstCaseMB)",
+            "memory_limit_mib": "\(memoryLimit.bytes.map { "\($0 >> 20)" } ?? "none")",
         ])
 
         stopRequested.wait()
@@ -158,15 +184,27 @@ public final class WorkerService: @unchecked Sendable {
         completer.stop()
         if !leftOver.isEmpty {
             let handed = maintenanceSession.runRetrying(shouldStop: { false }) { store in
-                try store.requeue(leftOver, workerID: self.configuration.workerID)
+                try store.requeue(leftOver, worker: info)
             }
             logger.info("handed unfinished jobs back to the queue", metadata: ["count": "\(handed?.count ?? 0)"])
         }
         maintenance.stop()
-        _ = try? maintenanceSession.run { store in try store.deregisterWorker(workerID: configuration.workerID) }
+        _ = try? maintenanceSession.run { store in try store.deregisterWorker(info) }
         fresh.shutdown()
         recycled.drain()
         logger.info("worker stopped")
+        stateLock.lock()
+        let failure = stopFailure
+        stateLock.unlock()
+        if let failure { throw failure }
+    }
+
+    /// Drains, and makes `run()` fail with `failure` once drained.
+    private func stop(because failure: WorkerError) {
+        stateLock.lock()
+        stopFailure = stopFailure ?? failure
+        stateLock.unlock()
+        requestStop()
     }
 }
 

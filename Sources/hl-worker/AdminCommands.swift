@@ -107,7 +107,8 @@ struct StatusCommand: ParsableCommand {
             let status = try database.connect().status()
             print("QUEUE\tSTATE\tCOUNT\tOLDEST RUN_AT")
             for row in status.queues {
-                print("\(row.queue)\t\(row.state)\t\(row.count)\t\(row.oldestRunAt.map { "\($0)" } ?? "-")")
+                // Queue names are whatever a job's submitter wrote.
+                print("\(UntrustedText.escape(row.queue))\t\(row.state)\t\(row.count)\t\(row.oldestRunAt.map { "\($0)" } ?? "-")")
             }
             print("\nWORKER\tHOST\tPID\tCONCURRENCY\tRUNNING\tHEARTBEAT")
             for worker in status.workers {
@@ -155,7 +156,7 @@ struct QueueCommand: ParsableCommand {
 
         func run() throws {
             try reportingFailures {
-                for queue in try database.connect().pausedQueues() { print("\(queue)\tpaused") }
+                for queue in try database.connect().pausedQueues() { print("\(UntrustedText.escape(queue))\tpaused") }
             }
         }
     }

@@ -27,17 +27,22 @@ struct DatabaseOptions: ParsableArguments {
 /// Prints a failure as `kind: message` on stderr and exits 1, so scripts
 /// get a clear line and never a crash dump.
 func reportingFailures(_ body: () throws -> Void) throws {
+    // Queued log lines go out before the failure line, and before exit.
+    defer { LogSetup.flush() }
     do {
         try body()
     } catch let error as CommandError {
+        LogSetup.flush()
         FileHandle.standardError.write(Data("\(error.kind): \(error.message)\n".utf8))
         throw ExitCode(1)
     } catch let error as SandboxError {
+        LogSetup.flush()
         FileHandle.standardError.write(Data("\(error.kind): \(error.message)\n".utf8))
         throw ExitCode(1)
     } catch let error as ExitCode {
         throw error
     } catch {
+        LogSetup.flush()
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode(1)
     }

@@ -24,10 +24,13 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Wall-clock limit of each call, in milliseconds.") var timeoutMs: Int = CallLimits.defaultTimeoutMilliseconds
     @Option(help: "Calls to make.") var `repeat`: Int = 1
     @Option(help: "fresh or recycled.") var vm: String = "fresh"
+    @Option(help: "Least severe log level written, the guest's own lines included.") var logLevel = "info"
+    @Option(help: "Guest log bytes each call may write; the rest of its lines are dropped.")
+    var maxGuestLogBytes: Int = CallLimits.defaultMaxLogBytes
 
     func run() throws {
         try reportingFailures {
-            try LogSetup.bootstrap(format: "text")
+            try LogSetup.bootstrap(format: "text", level: logLevel)
             print(String(decoding: try callRepeatedly(), as: UTF8.self))
         }
     }
@@ -51,7 +54,7 @@ struct RunCommand: ParsableCommand {
         let kvm: KVM
         do { kvm = try KVM() } catch let error as KVMError { throw SandboxError.host(error) }
         let configuration = SandboxConfiguration(memoryMB: memoryMb, recyclable: mode == .recycled)
-        let limits = CallLimits(timeoutMilliseconds: timeoutMs)
+        let limits = CallLimits(timeoutMilliseconds: timeoutMs, maxLogBytes: maxGuestLogBytes)
         var recycled: Sandbox?
         var timings: [UInt64] = []
         var result: [UInt8] = []

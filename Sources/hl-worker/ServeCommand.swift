@@ -30,6 +30,12 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Delete discarded jobs this long after they finish (e.g. 7d; 'forever' keeps them).")
     var retainDiscarded = "7d"
     @Option(help: "Log format: text or json.") var logFormat = "text"
+    @Option(help: "Least severe log level written, the guests' own lines included: trace, debug, info, notice, warning, error or critical.")
+    var logLevel = "info"
+    @Option(help: "Guest log bytes one job's call may write (escapes included); the first line past it is replaced by one 'guest log truncated' warning and the rest of that call's lines are dropped. 0 drops them all.")
+    var maxGuestLogBytes = WorkerConfiguration().maxGuestLogBytes
+    @Flag(help: "Check the configuration, including its worst-case memory against this cgroup's memory limit, print the worst case, and exit.")
+    var checkConfig = false
 
     func run() throws {
         try reportingFailures {
@@ -45,6 +51,7 @@ struct ServeCommand: ParsableCommand {
             configuration.defaultMemoryMB = defaultMemoryMb
             configuration.maxTimeoutMilliseconds = maxTimeoutMs
             configuration.maxMemoryMB = maxMemoryMb
+            configuration.maxGuestLogBytes = maxGuestLogBytes
             if let workerId { configuration.workerID = workerId }
             configuration.shutdownGrace = shutdownGrace
             configuration.rescueAfter = rescueAfter
@@ -53,12 +60,17 @@ struct ServeCommand: ParsableCommand {
             configuration.metricsHost = metricsHost
             configuration.retainCompleted = try RetentionPeriod.parse(retainCompleted, flag: "--retain-completed")
             configuration.retainDiscarded = try RetentionPeriod.parse(retainDiscarded, flag: "--retain-discarded")
-            try LogSetup.bootstrap(format: logFormat)
+            try LogSetup.bootstrap(format: logFormat, level: logLevel)
             let service: WorkerService
             do {
                 service = try WorkerService(configuration: configuration)
             } catch {
                 throw CommandError(kind: "invalid_configuration", message: "\(error)")
+            }
+            if checkConfig {
+                let limit = service.memoryLimit.bytes.map { "the memory limit of \($0 >> 20) MiB" } ?? "no memory limit"
+                print("configuration ok: worst-case memory \(service.memoryBudget.worstCaseMB) MiB, under \(limit)")
+                return
             }
             service.installSignalHandlers()
             do {

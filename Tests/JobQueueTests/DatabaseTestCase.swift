@@ -48,9 +48,13 @@ class DatabaseTestCase: XCTestCase {
         return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]])
     }
 
-    func register(_ workerID: String, on store: JobStore? = nil) throws {
-        try (store ?? self.store).registerWorker(
-            WorkerInfo(id: workerID, host: "test-host", pid: getpid(), concurrency: 4, queues: nil, version: "test"))
+    /// Registers a worker process under `workerID`; returns it, with its
+    /// instance, for the calls fenced by it.
+    @discardableResult
+    func register(_ workerID: String, on store: JobStore? = nil) throws -> WorkerInfo {
+        let worker = WorkerInfo(id: workerID, host: "test-host", pid: getpid(), concurrency: 4, queues: nil, version: "test")
+        XCTAssertEqual(try (store ?? self.store).registerWorker(worker, liveWithin: 30), .registered)
+        return worker
     }
 
     /// Claims until a job comes due (a retry waiting out its backoff), or

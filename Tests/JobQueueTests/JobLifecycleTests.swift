@@ -187,6 +187,7 @@ final class JobLifecycleTests: DatabaseTestCase {
     func testMixedBatchFinishesInOneCall() throws {
         let ids = try insertJobs(3)
         _ = try store.claim(workerID: "w", queues: nil, limit: 3)
+        try connection.execute("UPDATE hl.jobs SET cancel_requested_at = now() WHERE id = $1", params: [String(ids[2])])
         let finished = try store.finish([
             .completed(id: ids[0], attempt: 1, workerID: "w", resultJSON: "1"),
             .failed(id: ids[1], attempt: 1, workerID: "w", kind: "guest_crash", message: "triple fault", retryable: true),
@@ -230,9 +231,11 @@ final class JobLifecycleTests: DatabaseTestCase {
 
     func testRequeueHandsJobsBackWithTheAttemptUndone() throws {
         let ids = try insertJobs(2)
+        let worker = try register("w")
+        let other = try register("other")
         let claimed = try store.claim(workerID: "w", queues: nil, limit: 2)
-        XCTAssertEqual(try store.requeue(claimed.map(\.attemptRef), workerID: "other"), [], "fenced by worker")
-        XCTAssertEqual(Set(try store.requeue(claimed.map(\.attemptRef), workerID: "w")), Set(ids))
+        XCTAssertEqual(try store.requeue(claimed.map(\.attemptRef), worker: other), [], "fenced by worker")
+        XCTAssertEqual(Set(try store.requeue(claimed.map(\.attemptRef), worker: worker)), Set(ids))
         for id in ids {
             let row = try job(id)
             XCTAssertEqual(row.state, .available)

@@ -61,30 +61,33 @@ final class RescueTests: DatabaseTestCase {
     }
 
     func testLongSilentWorkersAreForgotten() throws {
-        try register("old")
-        try register("recent")
+        let old = try register("old")
+        let recent = try register("recent")
         try connection.execute("UPDATE hl.workers SET heartbeat_at = now() - interval '2 hours' WHERE id = 'old'")
         try store.rescue(staleAfter: 30)
         let left = try connection.execute("SELECT id FROM hl.workers ORDER BY id")
         XCTAssertEqual(left.rows.map { $0.string("id") }, ["recent"])
-        XCTAssertFalse(try store.heartbeat(workerID: "old"), "a forgotten worker learns it must register again")
-        XCTAssertTrue(try store.heartbeat(workerID: "recent"))
+        XCTAssertEqual(try store.heartbeat(old, liveWithin: 30), .registeredAgain, "a forgotten worker registers again")
+        XCTAssertEqual(try store.heartbeat(recent, liveWithin: 30), .beating)
     }
 
     func testRestartUnderTheSameIDRescuesTheEarlierProcessJobs() throws {
         try register("fixed")
         let id = try insertJobs()[0]
         _ = try store.claim(workerID: "fixed", queues: nil, limit: 1)
-        try register("fixed")
+        // The earlier process died: its heartbeat goes stale, and then a new
+        // process may take the id.
+        try connection.execute("UPDATE hl.workers SET heartbeat_at = now() - interval '31 seconds'")
+        let restarted = try register("fixed")
         XCTAssertEqual(try store.rescue(staleAfter: 30), 0, "the new heartbeat hides the old process's jobs")
-        XCTAssertEqual(try store.rescueJobs(ofEarlierWorker: "fixed"), 1)
+        XCTAssertEqual(try store.rescueJobs(ofEarlierWorker: restarted), 1)
         XCTAssertEqual(try job(id).state, .retryable)
         XCTAssertEqual(try errors(of: id).map { $0["kind"] as? String }, ["worker_lost"])
     }
 
     func testStatusShowsQueuesAndLiveWorkers() throws {
-        try store.registerWorker(
-            WorkerInfo(id: "w1", host: "h", pid: 7, concurrency: 8, queues: ["mail", "a,b"], version: "1.0"))
+        _ = try store.registerWorker(
+            WorkerInfo(id: "w1", host: "h", pid: 7, concurrency: 8, queues: ["mail", "a,b"], version: "1.0"), liveWithin: 30)
         try register("stale")
         try connection.execute("UPDATE hl.workers SET heartbeat_at = now() - interval '5 minutes' WHERE id = 'stale'")
         try insertJobs(3, queue: "mail")
@@ -101,8 +104,7 @@ final class RescueTests: DatabaseTestCase {
     }
 
     func testDeregisteredWorkerIsGone() throws {
-        try register("w")
-        try store.deregisterWorker(workerID: "w")
+        try store.deregisterWorker(try register("w"))
         XCTAssertEqual(try store.status().workers, [])
     }
 }

@@ -57,9 +57,9 @@ final class RolesTests: DatabaseTestCase {
         let ids = try insertJobs(4)
         let worker = JobStore(connection: try connect(asMemberOf: "hl_worker"), backoff: fastBackoff)
 
-        try worker.registerWorker(
-            WorkerInfo(id: "w1", host: "h", pid: 1, concurrency: 4, queues: nil, version: "test"))
-        XCTAssertTrue(try worker.heartbeat(workerID: "w1"))
+        let w1 = WorkerInfo(id: "w1", host: "h", pid: 1, concurrency: 4, queues: nil, version: "test")
+        XCTAssertEqual(try worker.registerWorker(w1, liveWithin: 30), .registered)
+        XCTAssertEqual(try worker.heartbeat(w1, liveWithin: 30), .beating)
         XCTAssertEqual(try worker.guestImage(name: "demo")?.image, [0x7F, 0x45, 0x4C, 0x46])
         XCTAssertEqual(try worker.listGuests().map(\.name), ["demo"])
 
@@ -74,7 +74,7 @@ final class RolesTests: DatabaseTestCase {
             .failed(id: ids[1], attempt: 1, workerID: "w1", kind: "timeout", message: "slow", retryable: true),
             .cancelled(id: ids[3], attempt: 1, workerID: "w1", message: "cancelled"),
         ])), [ids[0], ids[1], ids[3]])
-        XCTAssertEqual(try worker.requeue([JobAttempt(id: ids[2], attempt: 1)], workerID: "w1"), [ids[2]])
+        XCTAssertEqual(try worker.requeue([JobAttempt(id: ids[2], attempt: 1)], worker: w1), [ids[2]])
         XCTAssertEqual(try job(ids[0]).state, .completed)
         XCTAssertEqual(try job(ids[1]).state, .retryable)
         XCTAssertEqual(try job(ids[2]).state, .available)
@@ -84,7 +84,7 @@ final class RolesTests: DatabaseTestCase {
         _ = try store.claim(workerID: "gone", queues: nil, limit: 1)
         XCTAssertEqual(try worker.rescue(staleAfter: 30), 1)
         _ = try claimWhenDue(workerID: "w1")
-        XCTAssertEqual(try worker.rescueJobs(ofEarlierWorker: "w1"), 1)
+        XCTAssertEqual(try worker.rescueJobs(ofEarlierWorker: w1), 1)
 
         let status = try worker.status()
         XCTAssertFalse(status.queues.isEmpty)
@@ -92,7 +92,7 @@ final class RolesTests: DatabaseTestCase {
         XCTAssertEqual(try worker.connection.execute("SELECT hl.prune_finished('1 day', '7 days', 10) AS n")
             .singleRow().int("n"), 0)
         try worker.connection.execute("LISTEN hl_jobs")
-        try worker.deregisterWorker(workerID: "w1")
+        try worker.deregisterWorker(w1)
     }
 
     func testWorkerCannotChangeRequestsGuestsOrSchema() throws {
@@ -237,6 +237,74 @@ final class RolesTests: DatabaseTestCase {
         let outsider = try connect(as: makeLogin(nil))
         assertDenied("SELECT * FROM hl.queue_stats", on: outsider)
         assertDenied("INSERT INTO hl.jobs (guest, function) VALUES ('g', 'f')", on: outsider)
+    }
+
+    // MARK: Tenants against each other
+
+    /// Any login may LISTEN (PostgreSQL has no privilege for it). One
+    /// producer listening on every channel the schema uses learns neither
+    /// the ids nor the queues of another producer's jobs, whatever happens
+    /// to them: inserted, claimed, cancelled running or waiting, handed back,
+    /// their queue paused and resumed.
+    func testAListeningTenantLearnsNoJobIdOrQueueOfAnother() throws {
+        let spy = try makeLogin("hl_enqueue")
+        let listener = try NotificationListener(
+            conninfo: try PGConnection.conninfo(database.url, replacing: ["user": spy]))
+        let victim = try connect(asMemberOf: "hl_enqueue")
+        let secretQueue = "payroll-\(UInt32.random(in: 0...UInt32.max))"
+        var ids: [Int64] = []
+        for _ in 0..<4 {
+            ids.append(try XCTUnwrap(try victim.execute(
+                "INSERT INTO hl.my_jobs (guest, function, queue) VALUES ('demo', 'echo', $1) RETURNING id",
+                params: [secretQueue]).singleRow().int64("id")))
+        }
+        let worker = try register("w")
+        let claimed = try store.claim(workerID: "w", queues: [secretQueue], limit: 2)
+        XCTAssertEqual(claimed.count, 2)
+        try victim.execute("UPDATE hl.my_jobs SET cancel_requested_at = now() WHERE id = $1", params: [String(ids[0])])
+        try victim.execute("UPDATE hl.my_jobs SET cancel_requested_at = now() WHERE id = $1", params: [String(ids[2])])
+        try store.requeue([claimed[1].attemptRef], worker: worker)
+        XCTAssertTrue(try store.pauseQueue(secretQueue))
+        XCTAssertTrue(try store.resumeQueue(secretQueue))
+        // Notifications of one session arrive in commit order: after the
+        // marker, everything above has been delivered.
+        try connection.execute("SELECT pg_notify('hl_jobs', 'marker')")
+
+        var events: [ListenerEvent] = []
+        while !events.contains(.notification(channel: Channel.jobs, payload: "marker")) {
+            events += try waitForEvents(listener, count: 1)
+        }
+        let payloads = events.compactMap { event -> String? in
+            guard case .notification(_, let payload) = event else { return nil }
+            return payload
+        }.dropLast()
+        XCTAssertEqual(Set(events.compactMap { event -> String? in
+            guard case .notification(let channel, _) = event else { return nil }
+            return channel
+        }), [Channel.jobs, Channel.cancel], "the spy did hear the hints: \(events)")
+        XCTAssertEqual(Set(payloads), [""], "every payload is empty: \(payloads)")
+        for payload in payloads {
+            XCTAssertFalse(payload.contains(secretQueue), payload)
+            for id in ids { XCTAssertFalse(payload.contains(String(id)), payload) }
+        }
+    }
+
+    /// Whatever path a worker takes, it can only record `cancelled` for a
+    /// job whose cancellation was requested: a forged hint that slipped
+    /// through would still not end a job cancelled.
+    func testCancelledIsRecordedOnlyWithARequest() throws {
+        let ids = try insertJobs(2)
+        let worker = JobStore(connection: try connect(asMemberOf: "hl_worker"), backoff: fastBackoff)
+        let claimed = try worker.claim(workerID: "w", queues: nil, limit: 2)
+        XCTAssertEqual(try worker.finish([.cancelled(id: ids[0], attempt: 1, workerID: "w", message: "forged")]), [])
+        XCTAssertEqual(try job(ids[0]).state, .running, "left running, for the worker's stray check to hand back")
+        XCTAssertEqual(try job(ids[0]).errorsJSON, "[]")
+
+        try connection.execute("UPDATE hl.jobs SET cancel_requested_at = now() WHERE id = $1", params: [String(ids[1])])
+        XCTAssertEqual(try worker.finish([.cancelled(id: ids[1], attempt: 1, workerID: "w", message: "requested")]),
+                       [ids[1]])
+        XCTAssertEqual(try job(ids[1]).state, .cancelled)
+        XCTAssertEqual(claimed.count, 2)
     }
 
     // MARK: Migrating without a superuser

@@ -41,9 +41,9 @@ final class ExitDecisionTests: XCTestCase {
     }
 
     func testGuestTextIsMadeSafe() {
-        XCTAssertEqual(Sandbox.safeMessage(Array("a\u{0}b\nc".utf8)), "a b c")
+        XCTAssertEqual(Sandbox.safeMessage(Array("a\u{0}b\nc\u{202E}".utf8)), "a\\u{0}b\\nc\\u{202E}")
         XCTAssertEqual(Sandbox.safeMessage([0xFF, 0x41]), "\u{FFFD}A")
-        XCTAssertEqual(Sandbox.safeMessage([UInt8](repeating: 0x41, count: 5000)).count, 1024)
+        XCTAssertEqual(Sandbox.safeMessage([UInt8](repeating: 0x41, count: 5000)).utf8.count, 1024)
     }
 }
 

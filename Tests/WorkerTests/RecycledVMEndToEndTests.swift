@@ -79,7 +79,13 @@ final class RecycledVMEndToEndTests: WorkerTestCase {
         let worker = try startWorker(concurrency: 1, ["--vm", "recycled"])
         let freshDigest = try insertJob("state_digest", guest: "isolation", vm: "fresh")
         try waitUntilFinal(freshDigest)
-        let reference = try XCTUnwrap(try job(freshDigest).resultJSON)
+        // The digest's classes; the raw XSTATE_BV beside them is the CPU's
+        // own bookkeeping, which host interrupts change.
+        func classes(_ id: Int64) throws -> String? {
+            try sql("SELECT (result->'classes')::text AS classes FROM hl.jobs WHERE id = $1", [String(id)])
+                .singleRow().string("classes")
+        }
+        let reference = try XCTUnwrap(try classes(freshDigest))
         let float = #"{"third": "0x3fd5555555555555", "half_tiny": "0x0008000000000000"}"#
         for hostile in ["plant", "poison_mxcsr", "plant_crash", "plant_error", "plant_fault"] {
             try waitUntilFinal(try insertJob(hostile, guest: "isolation", maxAttempts: 1))
@@ -87,7 +93,7 @@ final class RecycledVMEndToEndTests: WorkerTestCase {
             let digest = try insertJob("state_digest", guest: "isolation")
             try waitUntilAllFinal()
             try assertCompleted(probe, result: float)
-            XCTAssertEqual(try job(digest).resultJSON, reference, "the CPU state a job sees after \(hostile)")
+            XCTAssertEqual(try classes(digest), reference, "the CPU state a job sees after \(hostile)")
         }
         worker.terminate()
     }

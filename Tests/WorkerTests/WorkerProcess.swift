@@ -9,15 +9,24 @@ final class WorkerProcess {
     let id: String
     let logURL: URL
     private let process = Process()
+    /// With a stalled stderr: the pipe the worker's stderr goes to, which
+    /// nobody reads. Held open, so writes to it block once it is full.
+    private var stalledStandardError: Pipe?
 
     /// The directory of the running test executable: SwiftPM puts the
     /// products of one build (hl-worker among them) side by side.
     static let binary: URL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         .deletingLastPathComponent().appendingPathComponent("hl-worker")
 
-    init(id: String, arguments: [String], logURL: URL) throws {
+    /// `stallStandardError`: stderr, where the worker logs, goes to a pipe
+    /// nobody reads, as when a log shipper stops; stdout still goes to the log.
+    /// `environment` is added to the test's own; `expectingExit`: the test
+    /// waits for it to exit by itself (`exitStatus(within:)`).
+    init(id: String, arguments: [String], logURL: URL, stallStandardError: Bool = false,
+         environment: [String: String] = [:], expectingExit: Bool = false) throws {
         self.id = id
         self.logURL = logURL
+        shouldBeRunning = !expectingExit
         guard FileManager.default.isExecutableFile(atPath: Self.binary.path) else {
             throw WorkerProcessError(message: "\(Self.binary.path) is missing; `swift test` builds it with the tests")
         }
@@ -30,14 +39,28 @@ final class WorkerProcess {
         defer { try? log.close() }
         process.executableURL = Self.binary
         process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         process.standardOutput = log
-        process.standardError = log
+        if stallStandardError {
+            let pipe = Pipe()
+            stalledStandardError = pipe
+            process.standardError = pipe
+        } else {
+            process.standardError = log
+        }
         try process.run()
     }
 
     var isRunning: Bool { process.isRunning }
+    var pid: Int32 { process.processIdentifier }
+
+    /// SIGSTOP freezes it as a long stall or a partition would; SIGCONT
+    /// lets it go on.
+    func send(_ signal: Int32) {
+        _ = Foundation.kill(process.processIdentifier, signal)
+    }
     /// False once the test has stopped it on purpose.
-    private(set) var shouldBeRunning = true
+    private(set) var shouldBeRunning: Bool
 
     /// SIGTERM, the way service managers stop it: the worker must drain and
     /// exit 0 within `timeout` seconds.
@@ -63,6 +86,20 @@ final class WorkerProcess {
         _ = Foundation.kill(process.processIdentifier, SIGKILL)
         _ = waitForExit(timeout: 30)
     }
+
+    /// The exit status once it exits by itself, nil if it is still running
+    /// after `timeout` seconds (it is killed then) or died of a signal.
+    func exitStatus(within timeout: TimeInterval) -> Int32? {
+        shouldBeRunning = false
+        guard waitForExit(timeout: timeout) else {
+            kill()
+            return nil
+        }
+        return process.terminationReason == .exit ? process.terminationStatus : nil
+    }
+
+    /// Everything it wrote so far.
+    var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
 
     /// Polls, since Process offers no wait with a deadline.
     private func waitForExit(timeout: TimeInterval) -> Bool {

@@ -59,17 +59,33 @@ class WorkerTestCase: XCTestCase {
     /// Starts `hl-worker` (the root command is the service) on this test's
     /// database and waits until it has registered itself.
     @discardableResult
-    func startWorker(concurrency: Int = 4, _ options: [String] = [],
+    func startWorker(concurrency: Int = 4, _ options: [String] = [], stallStandardError: Bool = false,
+                     environment: [String: String] = [:],
                      file: StaticString = #filePath, line: UInt = #line) throws -> WorkerProcess {
         let id = "e2e-\(workers.count + 1)-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
         let worker = try WorkerProcess(
             id: id,
             arguments: ["--database-url", database.url, "--worker-id", id, "--concurrency", "\(concurrency)"] + options,
-            logURL: logDirectory.appendingPathComponent("\(id).log"))
+            logURL: logDirectory.appendingPathComponent("\(id).log"), stallStandardError: stallStandardError,
+            environment: environment)
         workers.append(worker)
         try waitUntil("worker \(id) registers in hl.workers", timeout: 30, file: file, line: line) {
             try sql("SELECT 1 FROM hl.workers WHERE id = $1", [id]).rowCount == 1
         }
+        return worker
+    }
+
+    /// Starts `hl-worker` without waiting for it to register (its id may be
+    /// another's); `expectingExit`: it should refuse to run, ask
+    /// `exitStatus(within:)`.
+    func launchWorker(id: String? = nil, _ arguments: [String], environment: [String: String] = [:],
+                      expectingExit: Bool = true) throws -> WorkerProcess {
+        let id = id ?? "e2e-\(workers.count + 1)-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+        let worker = try WorkerProcess(
+            id: id, arguments: ["--database-url", database.url, "--worker-id", id] + arguments,
+            logURL: logDirectory.appendingPathComponent("\(id)-\(workers.count + 1).log"),
+            environment: environment, expectingExit: expectingExit)
+        workers.append(worker)
         return worker
     }
 

@@ -45,8 +45,44 @@ static void log_message(const uint8_t *input, size_t len)
     hl_return("{}", 2);
 }
 
+/* log_flood {"lines", "bytes", "level", "spin"} -> {"lines"}: logs `lines`
+ * lines of `bytes` 'x's each (1...60000) at `level` (0 debug, 1 info,
+ * 2 warning, 3 error; default error), then returns, or with "spin": 1 spins
+ * until the host stops it. For tests of the host's log budget and of
+ * deadlines while the log's destination is stalled. */
+static void log_flood(const uint8_t *input, size_t len)
+{
+    int64_t lines, bytes, level = HL_LOG_ERROR, spin = 0;
+    if (!hl_json_get_i64(input, len, "lines", &lines) || !hl_json_get_i64(input, len, "bytes", &bytes) ||
+        lines < 0 || bytes < 1 || bytes > 60000) {
+        hl_return_error("log_flood needs integer arguments \"lines\" >= 0 and \"bytes\" in 1...60000");
+        return;
+    }
+    hl_json_get_i64(input, len, "level", &level);
+    hl_json_get_i64(input, len, "spin", &spin);
+    char *line = malloc((size_t)bytes);
+    if (line == NULL) {
+        hl_return_error("log_flood: out of memory");
+        return;
+    }
+    memset(line, 'x', (size_t)bytes);
+    for (int64_t i = 0; i < lines; i++)
+        hl_log((uint32_t)level, line, (size_t)bytes);
+    free(line);
+    while (spin)
+        __asm__ volatile("pause");
+    static const char prefix[] = "{\"lines\":";
+    char out[sizeof prefix - 1 + HL_I64_MAX_DIGITS + 1];
+    size_t n = sizeof prefix - 1;
+    memcpy(out, prefix, n);
+    n += hl_format_i64(lines, out + n);
+    out[n++] = '}';
+    hl_return(out, n);
+}
+
 HL_FUNCTIONS(
     {"echo", echo},
     {"add", add},
     {"log", log_message},
+    {"log_flood", log_flood},
 )
