@@ -1,5 +1,6 @@
 -- Keeping the queue cheap per job: a claim whose plan does not depend on
--- table statistics, and autovacuum set for the churn of a queue.
+-- table statistics, autovacuum set for the churn of a queue, and room on
+-- each page for a job's later row versions.
 
 -- MARK: The claim
 
@@ -108,3 +109,16 @@ ALTER TABLE hl.jobs SET (
     autovacuum_analyze_scale_factor = 0.02,
     autovacuum_vacuum_cost_limit = 2000
 );
+
+-- MARK: Room for a job's row versions
+
+-- A job's row is written three times: inserted, claimed, finished. None of
+-- the updates can be HOT (state, which both change, is in every partial
+-- index's predicate), but each can still put its new version on the page
+-- of the old one when there is room. Without room the update also has to
+-- lock the old version on its own WAL record while it finds another page,
+-- and logs two pages instead of one. Filling pages only half on insert
+-- leaves that room (older versions are pruned from the page as it
+-- fills): about 0.5 WAL records and 70 bytes less per job, measured. It
+-- applies to pages written from now on.
+ALTER TABLE hl.jobs SET (fillfactor = 50);
