@@ -76,4 +76,23 @@ final class PrefetchEndToEndTests: WorkerTestCase {
         }
         next.terminate()
     }
+
+    /// A prefetched job whose cancellation is requested while it waits for
+    /// a slot ends cancelled without running; the others run as usual.
+    func testAPrefetchedJobCancelledWhileWaitingNeverRuns() throws {
+        let spin = try insertJob("spin", priority: -1, maxAttempts: 1, timeoutMs: 3_000)
+        let adds = try (0..<2).map { i in try insertJob("add", args: #"{"a": \#(i), "b": 1}"#) }
+        let worker = try startWorker(concurrency: 1, ["--prefetch", "4"])
+        try waitUntilRunning([spin] + adds, by: worker)
+
+        try sql("UPDATE hl.jobs SET cancel_requested_at = now() WHERE id = $1", [String(adds[0])])
+        try waitUntilAllFinal()
+
+        try assertDiscarded(spin, kind: "timeout", by: worker)
+        let cancelled = try job(adds[0])
+        XCTAssertEqual(cancelled.state, "cancelled", "\(cancelled)")
+        XCTAssertNil(cancelled.resultJSON, "a cancelled job must not have run: \(cancelled)")
+        try assertCompleted(adds[1], result: #"{"sum":2}"#)
+        worker.terminate()
+    }
 }
