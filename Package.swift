@@ -68,12 +68,22 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Fuzz targets for the parsers a guest controls (fuzz/, scripts/fuzz.sh).
+        // A plain build makes corpus replayers of them; the fuzz build
+        // (-sanitize=fuzzer -DFUZZING) makes libFuzzer programs.
+        .systemLibrary(name: "CLibFuzzer", path: "fuzz/Sources/CLibFuzzer"),
+        .target(name: "FuzzChecks", dependencies: ["CLibFuzzer", "CGuestABI", "MicroVM", "Sandbox", "Worker"],
+                path: "fuzz/Sources/FuzzChecks"),
+        .executableTarget(name: "fuzz-elf", dependencies: ["FuzzChecks"], path: "fuzz/Sources/fuzz-elf"),
+        .executableTarget(name: "fuzz-result", dependencies: ["FuzzChecks"], path: "fuzz/Sources/fuzz-result"),
+        .executableTarget(name: "fuzz-hostcall", dependencies: ["FuzzChecks"], path: "fuzz/Sources/fuzz-hostcall"),
         // Shared by the test targets: the KVM requirement switch and paths to
         // the built guests; a private PostgreSQL database per test.
         .target(name: "KVMTestSupport", path: "Tests/KVMTestSupport"),
         .target(name: "HLTestSupport", dependencies: ["JobQueue", "KVMTestSupport"], path: "Tests/HLTestSupport"),
         .testTarget(name: "MicroVMTests", dependencies: ["MicroVM", "CKVM", "KVMTestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "MicroVM", "CGuestABI", "KVMTestSupport"]),
+        .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzChecks"]),
         .testTarget(
             name: "JobQueueTests",
             dependencies: ["JobQueue", "HLTestSupport", .product(name: "Logging", package: "swift-log")]

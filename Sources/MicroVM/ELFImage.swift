@@ -10,9 +10,12 @@ public enum ELFError: Error, Equatable, CustomStringConvertible {
     case notStaticExecutable(type: UInt16)
     case dynamic(String)
     case noLoadableSegments
+    case tooManyProgramHeaders(count: Int, limit: Int)
     case segmentOutsideFile(index: Int)
     case segmentMemorySmallerThanFile(index: Int)
     case segmentOutOfRange(index: Int, start: UInt64, end: UInt64, allowedStart: UInt64, allowedEnd: UInt64)
+    /// The segment reaches past the guest address space (or past 2^64).
+    case segmentTooLarge(index: Int, start: UInt64, size: UInt64, limit: UInt64)
     case segmentsOverlap(first: Int, second: Int)
     case entryNotExecutable(UInt64)
 
@@ -30,10 +33,14 @@ public enum ELFError: Error, Equatable, CustomStringConvertible {
                 : "ELF type \(type) is not an executable (ET_EXEC)"
         case .dynamic(let what): return "ELF file is dynamically linked (has \(what)); guests must be static"
         case .noLoadableSegments: return "ELF file has no PT_LOAD segments"
+        case .tooManyProgramHeaders(let count, let limit):
+            return "ELF file has \(count) program headers, over the limit of \(limit)"
         case .segmentOutsideFile(let index): return "ELF segment \(index) points past the end of the file"
         case .segmentMemorySmallerThanFile(let index): return "ELF segment \(index) has p_memsz < p_filesz"
         case .segmentOutOfRange(let index, let start, let end, let allowedStart, let allowedEnd):
             return "ELF segment \(index) [0x\(String(start, radix: 16)), 0x\(String(end, radix: 16))) is outside the guest image area [0x\(String(allowedStart, radix: 16)), 0x\(String(allowedEnd, radix: 16)))"
+        case .segmentTooLarge(let index, let start, let size, let limit):
+            return "ELF segment \(index) at 0x\(String(start, radix: 16)) claims 0x\(String(size, radix: 16)) bytes, past the guest address limit 0x\(String(limit, radix: 16))"
         case .segmentsOverlap(let first, let second): return "ELF segments \(first) and \(second) overlap"
         case .entryNotExecutable(let entry): return "ELF entry point 0x\(String(entry, radix: 16)) is not inside an executable segment"
         }
@@ -42,9 +49,14 @@ public enum ELFError: Error, Equatable, CustomStringConvertible {
 
 /// A static, non-PIE x86-64 ELF executable, parsed and checked. Parsing reads
 /// only the bytes it was given, with every offset checked against the file
-/// size, because guest images come from users.
+/// size, because guest images come from users. Every check is O(segments)
+/// with overflow-checked arithmetic, and nothing here walks a segment page by
+/// page: a 4 KiB file can claim any size, so sizes are refused before anyone
+/// acts on them.
 public struct ELFImage: Sendable {
     public struct Segment: Equatable, Sendable {
+        /// Which program header describes it: what error messages name.
+        public var index: Int
         public var fileOffset: UInt64
         public var fileSize: UInt64
         public var address: UInt64
@@ -56,6 +68,14 @@ public struct ELFImage: Sendable {
     }
 
     public static let maximumFileSize = 64 << 20
+    /// Static guests have a handful of program headers (ours have 3, a
+    /// Linux executable about 13); more is a file built to make work.
+    public static let maximumProgramHeaders = 64
+    /// Guest virtual addresses equal guest physical ones, and a 4-level page
+    /// table's lower canonical half ends here: no segment can be mapped past
+    /// it, whatever the guest's memory. Callers check the real memory size
+    /// with `check(fitsIn:)`.
+    public static let addressLimit: UInt64 = 1 << 47
 
     public let bytes: [UInt8]
     public let entry: UInt64
@@ -84,31 +104,34 @@ public struct ELFImage: Sendable {
         let entry = reader.u64(24)
         let headerOffset = reader.u64(32)
         let headerSize = UInt64(reader.u16(54))
-        let headerCount = UInt64(reader.u16(56))
+        let headerCount = Int(reader.u16(56))
         guard headerCount > 0 else { throw ELFError.noLoadableSegments }
+        guard headerCount <= Self.maximumProgramHeaders else {
+            throw ELFError.tooManyProgramHeaders(count: headerCount, limit: Self.maximumProgramHeaders)
+        }
         guard headerSize >= 56 else { throw ELFError.truncated("the program header entries") }
-        let (tableSize, overflowA) = headerSize.multipliedReportingOverflow(by: headerCount)
-        let (tableEnd, overflowB) = headerOffset.addingReportingOverflow(tableSize)
-        guard !overflowA, !overflowB, tableEnd <= UInt64(bytes.count) else {
+        let (tableEnd, overflow) = headerOffset.addingReportingOverflow(headerSize * UInt64(headerCount))
+        guard !overflow, tableEnd <= UInt64(bytes.count) else {
             throw ELFError.truncated("the program header table")
         }
 
         var segments: [Segment] = []
-        for index in 0..<Int(headerCount) {
+        for index in 0..<headerCount {
             let at = Int(headerOffset) + index * Int(headerSize)
             switch reader.u32(at) {
             case 1:  // PT_LOAD
                 let flags = reader.u32(at + 4)
                 let segment = Segment(
-                    fileOffset: reader.u64(at + 8), fileSize: reader.u64(at + 32),
+                    index: index, fileOffset: reader.u64(at + 8), fileSize: reader.u64(at + 32),
                     address: reader.u64(at + 16), memorySize: reader.u64(at + 40),
                     readable: flags & 4 != 0, writable: flags & 2 != 0, executable: flags & 1 != 0)
                 let (fileEnd, fileOverflow) = segment.fileOffset.addingReportingOverflow(segment.fileSize)
                 guard !fileOverflow, fileEnd <= UInt64(bytes.count) else { throw ELFError.segmentOutsideFile(index: index) }
                 guard segment.memorySize >= segment.fileSize else { throw ELFError.segmentMemorySmallerThanFile(index: index) }
-                let (_, addressOverflow) = segment.address.addingReportingOverflow(segment.memorySize)
-                guard !addressOverflow else {
-                    throw ELFError.segmentOutOfRange(index: index, start: segment.address, end: .max, allowedStart: 0, allowedEnd: 0)
+                let (end, addressOverflow) = segment.address.addingReportingOverflow(segment.memorySize)
+                guard !addressOverflow, end <= Self.addressLimit else {
+                    throw ELFError.segmentTooLarge(index: index, start: segment.address, size: segment.memorySize,
+                                                   limit: Self.addressLimit)
                 }
                 if segment.memorySize > 0 { segments.append(segment) }
             case 2: throw ELFError.dynamic("PT_DYNAMIC")
@@ -117,9 +140,10 @@ public struct ELFImage: Sendable {
             }
         }
         guard !segments.isEmpty else { throw ELFError.noLoadableSegments }
+        // Sorted by address, two segments overlap only if two neighbours do.
         let sorted = segments.sorted { $0.address < $1.address }
         for (a, b) in zip(sorted, sorted.dropFirst()) where b.address < a.end {
-            throw ELFError.segmentsOverlap(first: segments.firstIndex(of: a)!, second: segments.firstIndex(of: b)!)
+            throw ELFError.segmentsOverlap(first: min(a.index, b.index), second: max(a.index, b.index))
         }
         guard segments.contains(where: { $0.executable && $0.address <= entry && entry < $0.end }) else {
             throw ELFError.entryNotExecutable(entry)
@@ -131,9 +155,8 @@ public struct ELFImage: Sendable {
 
     /// Checks that every segment lies inside [allowed.lowerBound, allowed.upperBound).
     public func check(fitsIn allowed: Range<UInt64>) throws(ELFError) {
-        for (index, segment) in segments.enumerated()
-        where segment.address < allowed.lowerBound || segment.end > allowed.upperBound {
-            throw ELFError.segmentOutOfRange(index: index, start: segment.address, end: segment.end,
+        for segment in segments where segment.address < allowed.lowerBound || segment.end > allowed.upperBound {
+            throw ELFError.segmentOutOfRange(index: segment.index, start: segment.address, end: segment.end,
                                      allowedStart: allowed.lowerBound, allowedEnd: allowed.upperBound)
         }
     }
@@ -152,27 +175,39 @@ public struct ELFImage: Sendable {
     }
 
     /// The page mappings the segments need: page-rounded, permissions merged
-    /// where two segments share a page.
+    /// where segments share a page. O(segments log segments): a sweep over
+    /// the page boundaries where segments begin and end, never over pages.
     public func pageMappings() -> [PageMapping] {
         let page = UInt64(GuestMemory.pageSize)
-        var pages: [UInt64: (writable: Bool, executable: Bool)] = [:]
+        // Segments end below addressLimit, so rounding up cannot overflow.
+        var boundaries: [(address: UInt64, change: Int, writable: Bool, executable: Bool)] = []
         for segment in segments {
-            var address = segment.address & ~(page - 1)
-            while address < segment.end {
-                let old = pages[address] ?? (false, false)
-                pages[address] = (old.writable || segment.writable, old.executable || segment.executable)
-                address += page
-            }
+            boundaries.append((segment.address & ~(page - 1), 1, segment.writable, segment.executable))
+            boundaries.append(((segment.end + page - 1) & ~(page - 1), -1, segment.writable, segment.executable))
         }
+        boundaries.sort { $0.address < $1.address }
+        // How many segments cover the pages from the current boundary on,
+        // and how many of them are writable and executable.
+        var covering = 0, writable = 0, executable = 0
         var mappings: [PageMapping] = []
-        for address in pages.keys.sorted() {
-            let flags = pages[address]!
+        var next = 0
+        while next < boundaries.count {
+            let address = boundaries[next].address
+            while next < boundaries.count, boundaries[next].address == address {
+                let boundary = boundaries[next]
+                covering += boundary.change
+                if boundary.writable { writable += boundary.change }
+                if boundary.executable { executable += boundary.change }
+                next += 1
+            }
+            guard covering > 0, next < boundaries.count else { continue }
+            let length = boundaries[next].address - address
             if var last = mappings.last, last.start + last.length == address,
-               last.writable == flags.writable, last.executable == flags.executable {
-                last.length += page
+               last.writable == (writable > 0), last.executable == (executable > 0) {
+                last.length += length
                 mappings[mappings.count - 1] = last
             } else {
-                mappings.append(PageMapping(start: address, length: page, writable: flags.writable, executable: flags.executable))
+                mappings.append(PageMapping(start: address, length: length, writable: writable > 0, executable: executable > 0))
             }
         }
         return mappings

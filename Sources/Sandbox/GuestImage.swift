@@ -10,9 +10,16 @@ public struct GuestImage: Sendable {
     /// Page mappings of the image's segments, computed once.
     let pageMappings: [PageMapping]
 
+    /// Where an image may lie in the largest sandbox memory there can be.
+    /// Checked here, before anything is done per page, so an image that
+    /// claims more memory than any sandbox has fails at once, however it is
+    /// met: `guest add`, `run`, or a row written straight into hl.guests.
+    static let largestImageArea = GuestLayout.imageBase..<(UInt64(SandboxConfiguration.absoluteMaximumMemoryMB) << 20)
+
     public init(name: String, version: String = "", bytes: [UInt8]) throws(SandboxError) {
         do {
             elf = try ELFImage(bytes: bytes)
+            try elf.check(fitsIn: Self.largestImageArea)
         } catch {
             throw .invalidGuest(error)
         }

@@ -285,31 +285,18 @@ public final class Sandbox: @unchecked Sendable {
     }
 
     private func readResult(_ limits: CallLimits) throws(SandboxError) -> [UInt8] {
-        let headerSize = MemoryLayout<hl_result_header>.size
+        let headerSize = GuestMessageDecoder.headerSize
         let base = layout.output.lowerBound
         do {
-            let header = try memory.load(hl_result_header.self, at: base)
-            guard header.magic == HL_RESULT_MAGIC else {
-                throw SandboxError.invalidOutput("the guest signalled done without writing a result header")
-            }
-            guard Int(header.len) <= layout.output.count - headerSize else {
-                throw SandboxError.invalidOutput("the result header claims \(header.len) bytes, more than the output area holds")
-            }
-            if header.status == HL_STATUS_OK.rawValue {
-                guard Int(header.len) <= limits.maxOutputBytes else {
-                    throw SandboxError.outputTooLarge(bytes: Int(header.len), limit: limits.maxOutputBytes)
-                }
-                return try memory.read(at: base + UInt64(headerSize), count: Int(header.len))
-            }
-            let message = Self.safeMessage(try memory.read(at: base + UInt64(headerSize), count: min(Int(header.len), 1024)))
-            switch header.status {
-            case HL_STATUS_GUEST_ERROR.rawValue: throw SandboxError.guestError(message)
-            case HL_STATUS_UNKNOWN_FUNCTION.rawValue: throw SandboxError.unknownFunction(message)
-            case HL_STATUS_OUT_OF_MEMORY.rawValue: throw SandboxError.outOfMemory(message)
-            case HL_STATUS_OUTPUT_TOO_LARGE.rawValue:
-                throw SandboxError.outputTooLarge(bytes: 0, limit: min(limits.maxOutputBytes, layout.output.count - headerSize))
-            case HL_STATUS_INVALID_INPUT.rawValue: throw SandboxError.invalidInput(message)
-            default: throw SandboxError.invalidOutput("the guest returned unknown status \(header.status)")
+            let header = try memory.read(at: base, count: headerSize)
+            switch GuestMessageDecoder.resultHeader(header, outputAreaSize: layout.output.count,
+                                                    maxOutputBytes: limits.maxOutputBytes) {
+            case .result(let length):
+                return try memory.read(at: base + UInt64(headerSize), count: length)
+            case .failure(let failure, let messageLength):
+                throw failure.error(message: Self.safeMessage(try memory.read(at: base + UInt64(headerSize), count: messageLength)))
+            case .error(let error):
+                throw error
             }
         } catch let error as SandboxError {
             throw error
@@ -330,26 +317,25 @@ public final class Sandbox: @unchecked Sendable {
         let base = layout.hostCall.lowerBound
         let headerSize = MemoryLayout<hl_hostcall_request>.size
         do {
-            let request = try memory.load(hl_hostcall_request.self, at: base)
-            guard request.magic == HL_HOSTCALL_MAGIC, Int(request.len) <= layout.hostCall.count - headerSize else {
-                throw SandboxError.guestCrash(reason: "malformed host call request", rip: faultRegisters().rip)
+            let request: (function: UInt32, payloadLength: Int)
+            switch GuestMessageDecoder.hostCallHeader(try memory.read(at: base, count: headerSize), areaSize: layout.hostCall.count) {
+            case .request(let function, let payloadLength): request = (function, payloadLength)
+            case .malformed(let reason): throw SandboxError.guestCrash(reason: reason, rip: faultRegisters().rip)
             }
-            let payload = try memory.read(at: base + UInt64(headerSize), count: Int(request.len))
+            let payload = try memory.read(at: base + UInt64(headerSize), count: request.payloadLength)
             var reply: [UInt8] = []
             var status = HL_HOSTCALL_OK
-            switch request.function {
-            case HL_HOSTCALL_LOG.rawValue:
-                guard payload.count >= 4 else {
-                    throw SandboxError.guestCrash(reason: "malformed log host call", rip: faultRegisters().rip)
-                }
-                let level = UInt32(payload[0]) | UInt32(payload[1]) << 8 | UInt32(payload[2]) << 16 | UInt32(payload[3]) << 24
-                guestLog.record(level: Self.logLevel(level), message: payload[4...])
-            case HL_HOSTCALL_WALL_CLOCK.rawValue:
+            switch GuestMessageDecoder.hostCall(function: request.function, payload: payload) {
+            case .malformed(let reason):
+                throw SandboxError.guestCrash(reason: reason, rip: faultRegisters().rip)
+            case .log(let level, let text):
+                guestLog.record(level: Self.logLevel(level), message: text)
+            case .wallClock:
                 var now = timespec()
                 clock_gettime(CLOCK_REALTIME, &now)
                 let nanoseconds = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
                 reply = withUnsafeBytes(of: nanoseconds.littleEndian) { Array($0) }
-            default:
+            case .unknown:
                 status = HL_HOSTCALL_UNKNOWN
             }
             let header = hl_hostcall_reply(magic: HL_HOSTCALL_MAGIC, status: status.rawValue,

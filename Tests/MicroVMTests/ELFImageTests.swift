@@ -1,5 +1,6 @@
 import Foundation
 import MicroVM
+import Synchronization
 import XCTest
 
 /// Builds small ELF files byte by byte, so each test states exactly what is wrong.
@@ -141,6 +142,148 @@ final class ELFImageTests: XCTestCase {
         XCTAssertEqual(image.pageMappings(), [
             PageMapping(start: 0x200000, length: 0x1000, writable: true, executable: true),
             PageMapping(start: 0x201000, length: 0x1000, writable: true, executable: false),
+        ])
+    }
+}
+
+/// Files built to make the loader work: a few KiB that claim exabytes, or
+/// thousands of segments. Each must be refused by a check that costs
+/// O(segments), never by walking what the file claims. A loader that walks
+/// pages would not return at all, so each parse runs under a generous
+/// deadline instead of a timing assertion.
+final class HostileELFTests: XCTestCase {
+    static let huge: UInt64 = 1 << 63
+
+    func rejects(_ builder: ELFBuilder, _ expected: ELFError, file: StaticString = #filePath, line: UInt = #line) {
+        let bytes = builder.bytes()
+        let outcome = finishes(file: file, line: line) { () -> Result<ELFImage, ELFError> in
+            Result { () throws(ELFError) in try ELFImage(bytes: bytes) }
+        }
+        switch outcome {
+        case .failure(let error)?: XCTAssertEqual(error, expected, file: file, line: line)
+        case .success?: XCTFail("a hostile ELF was accepted", file: file, line: line)
+        case nil: break
+        }
+    }
+
+    /// Runs `body` on its own thread and fails the test if it has not
+    /// returned within `seconds`; nil then.
+    func finishes<T: Sendable>(within seconds: Double = 30, file: StaticString = #filePath, line: UInt = #line,
+                               _ body: @escaping @Sendable () -> T) -> T? {
+        let value = Mutex<T?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            let result = body()
+            value.withLock { $0 = result }
+            done.signal()
+        }.start()
+        guard done.wait(timeout: .now() + seconds) == .success else {
+            XCTFail("still running after \(seconds) s", file: file, line: line)
+            return nil
+        }
+        return value.withLock { $0 }
+    }
+
+    /// The audit's file: 4 KiB, one PT_LOAD whose p_memsz is 2^63.
+    static func hugeSegment() -> ELFBuilder {
+        var builder = ELFBuilder()
+        builder.segments[0].memorySize = huge
+        builder.fileSize = 0x1000 + 0x10
+        return builder
+    }
+
+    func testASegmentClaiming2To63BytesIsRefused() {
+        rejects(Self.hugeSegment(), .segmentTooLarge(index: 0, start: 0x200000, size: Self.huge, limit: ELFImage.addressLimit))
+        XCTAssertTrue("\(ELFError.segmentTooLarge(index: 0, start: 0x200000, size: Self.huge, limit: ELFImage.addressLimit))"
+            .contains("claims 0x8000000000000000 bytes"))
+    }
+
+    func testHugeFileSizeOrOffsetIsRefused() {
+        var builder = ELFBuilder()
+        builder.segments[0].fileSize = Self.huge
+        builder.segments[0].memorySize = Self.huge
+        rejects(builder, .segmentOutsideFile(index: 0))
+        builder = ELFBuilder()
+        builder.segments[0].offset = UInt64.max - 8
+        rejects(builder, .segmentOutsideFile(index: 0))
+        builder.segments[0].offset = Self.huge
+        rejects(builder, .segmentOutsideFile(index: 0))
+    }
+
+    func testAddressesNear2To64AreRefused() {
+        var builder = ELFBuilder()
+        builder.segments[0].address = UInt64.max - 0xFFF
+        builder.entry = UInt64.max - 0xFFF
+        rejects(builder, .segmentTooLarge(index: 0, start: UInt64.max - 0xFFF, size: 0x10, limit: ELFImage.addressLimit))
+        // Wraps around 2^64 when added up.
+        builder.segments[0].memorySize = 0x2000
+        rejects(builder, .segmentTooLarge(index: 0, start: UInt64.max - 0xFFF, size: 0x2000, limit: ELFImage.addressLimit))
+        // Ends one byte past the address space.
+        builder = ELFBuilder()
+        builder.segments[0].memorySize = ELFImage.addressLimit - 0x200000 + 1
+        rejects(builder, .segmentTooLarge(index: 0, start: 0x200000, size: ELFImage.addressLimit - 0x200000 + 1,
+                                          limit: ELFImage.addressLimit))
+    }
+
+    func testHugeOverlappingSegmentsAreRefused() {
+        var builder = ELFBuilder()
+        builder.segments.append((1, 6, 0x1000, 0x100000, 0, 1 << 46))
+        rejects(builder, .segmentsOverlap(first: 0, second: 1))
+        // Identical twins name both of their headers.
+        builder = ELFBuilder()
+        builder.segments.append(builder.segments[0])
+        rejects(builder, .segmentsOverlap(first: 0, second: 1))
+    }
+
+    func testThousandsOfProgramHeadersAreRefused() {
+        var builder = ELFBuilder()
+        builder.segments = (0..<4000).map { (1, 5, 0x1000, 0x200000 + UInt64($0) * 0x1000, 0, 0x1000) }
+        rejects(builder, .tooManyProgramHeaders(count: 4000, limit: ELFImage.maximumProgramHeaders))
+        // e_phnum 0xFFFF with no table behind it.
+        var bytes = ELFBuilder().bytes()
+        bytes[56] = 0xFF
+        bytes[57] = 0xFF
+        XCTAssertThrowsError(try ELFImage(bytes: bytes)) { error in
+            XCTAssertEqual(error as? ELFError, .tooManyProgramHeaders(count: 0xFFFF, limit: ELFImage.maximumProgramHeaders))
+        }
+    }
+
+    func testTheMostProgramHeadersAllowedStillLoad() throws {
+        var builder = ELFBuilder()
+        builder.segments = (0..<ELFImage.maximumProgramHeaders).map {
+            (1, $0 == 0 ? 5 : 6, 0x1000, 0x200000 + UInt64($0) * 0x1000, 0, 0x1000)
+        }
+        let image = try ELFImage(bytes: builder.bytes())
+        XCTAssertEqual(image.pageMappings(), [
+            PageMapping(start: 0x200000, length: 0x1000, writable: false, executable: true),
+            PageMapping(start: 0x201000, length: UInt64(ELFImage.maximumProgramHeaders - 1) * 0x1000,
+                        writable: true, executable: false),
+        ])
+    }
+
+    /// The largest segment the parser accepts is mapped in one step: page
+    /// mappings come from segment boundaries, not from walking its 2^35 pages.
+    func testPageMappingsOfAHugeSegmentAreComputedWithoutWalkingIt() throws {
+        var builder = ELFBuilder()
+        builder.segments[0].memorySize = ELFImage.addressLimit - 0x200000
+        let image = try ELFImage(bytes: builder.bytes())
+        let mappings = finishes { image.pageMappings() }
+        XCTAssertEqual(mappings, [PageMapping(start: 0x200000, length: ELFImage.addressLimit - 0x200000,
+                                              writable: false, executable: true)])
+    }
+
+    func testSegmentsSharingOnePageMergeTheirPermissions() throws {
+        var builder = ELFBuilder()
+        builder.segments = [(1, 5, 0x1000, 0x200000, 0x10, 0x10),
+                            (1, 4, 0x1010, 0x200010, 0x10, 0x10),
+                            (1, 6, 0x1020, 0x200020, 0x10, 0x2000),
+                            (1, 4, 0x1000, 0x205000, 0x10, 0x10)]
+        builder.fileSize = 0x1030
+        let image = try ELFImage(bytes: builder.bytes())
+        XCTAssertEqual(image.pageMappings(), [
+            PageMapping(start: 0x200000, length: 0x1000, writable: true, executable: true),
+            PageMapping(start: 0x201000, length: 0x2000, writable: true, executable: false),
+            PageMapping(start: 0x205000, length: 0x1000, writable: false, executable: false),
         ])
     }
 }

@@ -14,6 +14,11 @@ final class JSONValidatorTests: XCTestCase {
                      "\"a\u{1}\"", "{} {}", "NaN"] {
             XCTAssertFalse(JSONValidator.isValid(Array(text.utf8)), text)
         }
+        // Lone UTF-16 surrogates, and numbers past PostgreSQL's numeric.
+        for text in [#""\ud800""#, #""\udc00""#, #""\ud83d\u0041""#, "1e131072", "1e-16384", "0.5e-16383", "1e99999999999"] {
+            XCTAssertFalse(JSONValidator.isValid(Array(text.utf8)), text)
+        }
+        XCTAssertTrue(JSONValidator.isValid(Array(#"["\ud83d\ude00", 1e131071, 1e-16383, 0e99999]"#.utf8)))
         XCTAssertFalse(JSONValidator.isValid([0x22, 0xFF, 0x22]), "invalid UTF-8")
         XCTAssertFalse(JSONValidator.isValid(Array(String(repeating: "[", count: 10_000).utf8)), "nesting is bounded")
     }
