@@ -84,7 +84,10 @@ let package = Package(
         .testTarget(name: "MicroVMTests", dependencies: ["MicroVM", "CKVM", "KVMTestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "MicroVM", "CGuestABI", "KVMTestSupport"]),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzChecks"]),
-        .testTarget(name: "JobQueueTests", dependencies: ["JobQueue", "HLTestSupport"]),
+        .testTarget(
+            name: "JobQueueTests",
+            dependencies: ["JobQueue", "HLTestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(
             name: "WorkerTests",
             dependencies: [

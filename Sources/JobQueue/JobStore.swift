@@ -63,13 +63,8 @@ public final class JobStore: @unchecked Sendable {
     /// claimer holds.
     public func claim(workerID: String, queues: [String]?, limit: Int) throws -> [ClaimedJob] {
         precondition(limit > 0, "claim limit must be positive")
-        let result: PGResult
-        if let queues {
-            result = try connection.execute(
-                Queries.claimQueues, [.text(workerID), PGParam(limit), PGParam.array(queues)])
-        } else {
-            result = try connection.execute(Queries.claimAnyQueue, [.text(workerID), PGParam(limit)])
-        }
+        let result = try connection.execute(
+            Queries.claim, [.text(workerID), PGParam(limit), queues.map { PGParam.array($0) } ?? .null])
         return try result.rows.map { row in
             ClaimedJob(
                 id: try row.required("id", row.int64),

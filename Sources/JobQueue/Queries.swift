@@ -96,50 +96,13 @@ enum Queries {
 
     // MARK: Claiming
 
-    /// $1 worker id, $2 limit: the oldest runnable jobs of every queue.
-    static let claimAnyQueue = Query(name: "hl_claim_any_queue", sql: claim(queueFilter: ""))
-
-    /// $1 worker id, $2 limit, $3 queues.
-    static let claimQueues = Query(
-        name: "hl_claim_queues", sql: claim(queueFilter: "AND queue = ANY($3::text[])"))
-
-    /// One statement: pick with SKIP LOCKED so concurrent claimers never
-    /// wait on or share a row, mark running under a new attempt, and return
-    /// what the worker needs, with the guest's current digest (NULL when the
-    /// guest is not registered), in claim order. Jobs of paused queues are
-    /// passed over: hl.queues is tiny, so the check is a hash anti-join
-    /// that keeps the index order and the LIMIT's early stop.
-    private static func claim(queueFilter: String) -> String {
-        """
-        WITH picked AS (
-            SELECT id FROM hl.jobs AS j
-            WHERE state IN ('available', 'retryable')
-              AND run_at <= now()
-              AND cancel_requested_at IS NULL
-              \(queueFilter)
-              AND NOT EXISTS (
-                  SELECT 1 FROM hl.queues AS p WHERE p.name = j.queue AND p.paused_at IS NOT NULL)
-            ORDER BY priority, run_at, id
-            LIMIT $2::integer
-            FOR UPDATE SKIP LOCKED
-        ), claimed AS (
-            UPDATE hl.jobs AS j
-            SET state = 'running', attempt = j.attempt + 1,
-                attempted_at = now(), attempted_by = $1::text
-            FROM picked
-            WHERE j.id = picked.id
-            RETURNING j.id, j.queue, j.guest, j.function, j.args, j.priority, j.run_at,
-                      j.attempt, j.max_attempts, j.timeout_ms, j.memory_mb, j.vm
-        )
-        SELECT c.id, c.queue, c.guest, c.function, c.args::text AS args,
-               jsonb_typeof(c.args) = 'object' AS args_is_object,
-               c.attempt, c.max_attempts, c.timeout_ms, c.memory_mb, c.vm,
-               g.sha256 AS guest_sha256
-        FROM claimed AS c
-        LEFT JOIN hl.guests AS g ON g.name = c.guest
-        ORDER BY c.priority, c.run_at, c.id
-        """
-    }
+    /// $1 worker id, $2 limit, $3 queues (NULL: every queue). The claim is
+    /// hl.claim_jobs (migration 0006): a function, so that the planner
+    /// settings that keep its cheap plan on a table without statistics
+    /// apply to it and nothing else.
+    static let claim = Query(
+        name: "hl_claim",
+        sql: "SELECT * FROM hl.claim_jobs($1::text, $2::integer, $3::text[])")
 
     // MARK: Finishing
 

@@ -5,8 +5,10 @@ import Sandbox
 
 /// N execution slots, each an OS thread that owns the vCPU of the job it
 /// runs (KVM_RUN blocks its thread; on Swift's cooperative pool two running
-/// guests would stall the process). Jobs wait in a local queue no longer
-/// than it takes a slot to free up: the producer claims only what is free.
+/// guests would stall the process). Jobs wait in a local queue of at most
+/// `prefetch` jobs beyond the slots: claimed a little ahead, so that a slot
+/// that frees up finds its next job here instead of waiting for a claim,
+/// and one claim serves several jobs.
 final class JobExecutor: @unchecked Sendable {
     private let runner: JobRunner
     private let completer: JobCompleter
@@ -19,11 +21,14 @@ final class JobExecutor: @unchecked Sendable {
     private let controls: [SlotControl]
     let cancellations: CancellationRegistry
     let concurrency: Int
+    /// Jobs held beyond the slots, waiting to start.
+    let prefetch: Int
     /// Called when a slot frees up, so the producer can claim again.
     var onSlotFreed: () -> Void = {}
 
-    init(concurrency: Int, runner: JobRunner, completer: JobCompleter) {
+    init(concurrency: Int, prefetch: Int, runner: JobRunner, completer: JobCompleter) {
         self.concurrency = concurrency
+        self.prefetch = prefetch
         self.runner = runner
         self.completer = completer
         let cancellations = CancellationRegistry()
@@ -36,18 +41,25 @@ final class JobExecutor: @unchecked Sendable {
         }
     }
 
-    /// Slots neither running nor promised a queued job.
-    var freeSlots: Int {
+    /// How many jobs to claim now. While a slot has nothing to run (or
+    /// with no prefetch), enough to fill the slots and the prefetch queue;
+    /// otherwise nothing until the queue is down to half of `prefetch`
+    /// (refilling at half empty, so each claim takes several jobs rather
+    /// than one per freed slot); none once stopping.
+    var wanted: Int {
         condition.lock()
         defer { condition.unlock() }
-        return stopping ? 0 : concurrency - busy - queue.count
+        guard !stopping else { return 0 }
+        let room = concurrency + prefetch - busy - queue.count
+        let slotIdle = busy + queue.count < concurrency
+        return slotIdle || queue.count <= prefetch / 2 ? max(0, room) : 0
     }
 
-    /// Jobs running or waiting for a slot.
-    var inFlight: Int {
+    /// Slots running a job now.
+    var busySlots: Int {
         condition.lock()
         defer { condition.unlock() }
-        return busy + queue.count
+        return busy
     }
 
     /// Ids of the jobs this worker holds.

@@ -2,8 +2,9 @@ import Foundation
 import JobQueue
 import Logging
 
-/// Claims jobs for the free slots, never more, and passes cancellations to
-/// the executor. Wakes on NOTIFY (new jobs, cancellations) and when a slot
+/// Claims jobs for the free slots and the executor's bounded prefetch
+/// queue (see `JobExecutor.wanted`), and passes cancellations to the
+/// executor. Wakes on NOTIFY (new jobs, cancellations) and when a slot
 /// frees up; polls as a fallback. After the listening connection comes back
 /// it re-polls, because notifications sent while it was away are gone.
 ///
@@ -66,9 +67,9 @@ final class JobProducer: @unchecked Sendable {
         var mustPoll = true
         while !isStopped {
             var claimedFull = false
-            let free = executor.freeSlots
-            if free > 0 {
-                claimedFull = claim(limit: min(free, configuration.claimBatch))
+            let wanted = executor.wanted
+            if wanted > 0 {
+                claimedFull = claim(limit: min(wanted, configuration.claimBatch))
             }
             if mustPoll || Date() >= nextCancelPoll {
                 pollCancellations()

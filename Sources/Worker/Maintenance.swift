@@ -116,7 +116,7 @@ final class Maintenance: @unchecked Sendable {
             condition.lock()
             lastHeartbeat = Date()
             condition.unlock()
-            metrics.busySlots.record(executor.inFlight)
+            metrics.busySlots.record(executor.busySlots)
             metrics.freshVMsCreated.record(fresh.created)
             metrics.recycledVMsCreated.record(recycled.created)
         } catch {

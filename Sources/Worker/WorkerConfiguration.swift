@@ -43,6 +43,18 @@ public struct WorkerConfiguration: Sendable {
     public var pollInterval: TimeInterval = 1
     /// Most jobs one claim takes.
     public var claimBatch = 100
+    /// Jobs claimed ahead of the free slots, waiting in the worker for one
+    /// (nil: `defaultPrefetch`; 0: claim for free slots only). Refilled
+    /// once half of it has started, so one claim serves several jobs. A
+    /// prefetched job counts as claimed: its `attempted_at` is set and its
+    /// attempt taken; at shutdown it is handed back unstarted.
+    public var prefetch: Int?
+    /// As many as there are slots, and at least 8: measured on 2 cores
+    /// with no-op jobs, 4 processes × 2 slots went from 0.6 claims per job
+    /// to 0.1 and drained 2.5× faster with 8 than with none.
+    public var defaultPrefetch: Int { max(concurrency, 8) }
+    /// The prefetch depth in effect.
+    public var prefetchDepth: Int { prefetch ?? defaultPrefetch }
     public var backoff = Backoff.standard
     /// Threads building fresh VMs ahead of demand in this process.
     public var vmCreators = 1
@@ -114,6 +126,7 @@ public struct WorkerConfiguration: Sendable {
         guard pruneInterval > 0, (1...100_000).contains(pruneBatch) else {
             throw fail("the prune interval must be positive and the batch 1...100000")
         }
+        if let prefetch, !(0...1000).contains(prefetch) { throw fail("--prefetch must be 0...1000") }
         guard (1...10_000).contains(claimBatch), vmCreators >= 1, vmCreationSlotsPerHost >= 1 else {
             throw fail("claim batch, VM creators and creation slots must be positive")
         }

@@ -146,7 +146,8 @@ public final class WorkerService: @unchecked Sendable {
         let completer = JobCompleter(session: session("completer"), logger: logger.with(component: "completer"))
         let runner = JobRunner(configuration: configuration, fresh: fresh, recycled: recycled, metrics: metrics,
                                logger: logger.with(component: "jobs"))
-        let executor = JobExecutor(concurrency: configuration.concurrency, runner: runner, completer: completer)
+        let executor = JobExecutor(concurrency: configuration.concurrency, prefetch: configuration.prefetchDepth,
+                                   runner: runner, completer: completer)
         let producer = JobProducer(configuration: configuration, session: session("producer"), listener: listener,
                                    executor: executor, guests: GuestCache(), metrics: metrics,
                                    logger: logger.with(component: "producer"))

@@ -20,6 +20,8 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Largest timeout a job may ask for; larger ones are clamped.") var maxTimeoutMs = WorkerConfiguration().maxTimeoutMilliseconds
     @Option(help: "Largest memory a job may ask for; larger ones are clamped.") var maxMemoryMb = WorkerConfiguration().maxMemoryMB
     @Option(help: "This worker's id (default: host-pid-random).") var workerId: String?
+    @Option(help: "Jobs claimed ahead of the free slots, refilled at half empty (default: --concurrency, at least 8; 0: none, for long jobs).")
+    var prefetch: Int?
     @Option(help: "Seconds running jobs get to finish after SIGTERM.") var shutdownGrace = WorkerConfiguration().shutdownGrace
     @Option(help: "Seconds of silence after which a worker's jobs are rescued.") var rescueAfter = WorkerConfiguration().rescueAfter
     @Option(help: "Threads on this host building VMs at once, across processes.") var vmCreationSlots = WorkerConfiguration().vmCreationSlotsPerHost
@@ -41,6 +43,7 @@ struct ServeCommand: ParsableCommand {
         try reportingFailures {
             var configuration = WorkerConfiguration()
             configuration.concurrency = concurrency
+            configuration.prefetch = prefetch
             configuration.queues = queues.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
             configuration.databaseURL = database.resolvedURL
             guard let mode = WorkerConfiguration.VMMode(rawValue: vm) else {

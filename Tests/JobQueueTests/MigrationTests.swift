@@ -68,4 +68,18 @@ final class MigrationTests: XCTestCase {
         XCTAssertEqual(tables.rows.map { $0.string("tablename") }, ["first", "schema_migrations"])
         XCTAssertEqual(try connection.execute("SELECT count(*) AS n FROM hl.schema_migrations").singleRow().int("n"), 1)
     }
+
+    /// hl.jobs carries autovacuum settings for a queue's churn.
+    func testJobsTableHasQueueAutovacuumSettings() throws {
+        let connection = try database.connect()
+        try Migrator.migrate(connection: connection, directory: Migrator.locateMigrationsDirectory())
+        let options = try connection.execute(
+            "SELECT unnest(reloptions) AS option FROM pg_class WHERE oid = 'hl.jobs'::regclass"
+        ).rows.compactMap { $0.string("option") }
+        for expected in ["autovacuum_vacuum_scale_factor=0.02", "autovacuum_vacuum_threshold=1000",
+                         "autovacuum_analyze_scale_factor=0.02", "autovacuum_vacuum_insert_scale_factor=0.02",
+                         "autovacuum_vacuum_cost_limit=2000"] {
+            XCTAssertTrue(options.contains(expected), "\(expected) not in \(options)")
+        }
+    }
 }

@@ -1,0 +1,66 @@
+import Foundation
+import XCTest
+
+/// The claim walks a claim index in order and stops at its LIMIT, also on
+/// a table PostgreSQL has no statistics for.
+final class ClaimPlanTests: DatabaseTestCase {
+    /// 10,000 waiting jobs in a table never analyzed (autovacuum is off for
+    /// it, so no analyze can land mid-test): the plan that picks the jobs
+    /// reads the claim index in order, with no bitmap scan and no sort of
+    /// the backlog, and reads no more index entries than it claims.
+    func testClaimWalksTheClaimIndexOnANeverAnalyzedTable() throws {
+        try connection.execute("ALTER TABLE hl.jobs SET (autovacuum_enabled = off)")
+        try insertJobs(10_000)
+        try assertNeverAnalyzed()
+
+        let plans = try ClaimPlan.plans(database: database, queues: nil, limit: 8)
+        let picking = try XCTUnwrap(plans.first { $0.contains("LockRows") }, "\(plans)")
+        XCTAssertTrue(picking.contains("Index Scan using jobs_claim_any_queue on jobs"), picking)
+        XCTAssertFalse(picking.contains("Bitmap"), picking)
+        XCTAssertFalse(picking.contains("Sort"), picking)
+        XCTAssertEqual(actualRows(of: "Index Scan using jobs_claim_any_queue", in: picking), 8, picking)
+        XCTAssertFalse(plans.contains { $0.contains("Seq Scan on jobs") || $0.contains("Bitmap Heap Scan on jobs") },
+                       "\(plans)")
+        try assertNeverAnalyzed()
+    }
+
+    /// The same for a worker serving named queues: each queue's walk stops
+    /// at the LIMIT.
+    func testClaimOfNamedQueuesWalksTheQueueIndexOnANeverAnalyzedTable() throws {
+        try connection.execute("ALTER TABLE hl.jobs SET (autovacuum_enabled = off)")
+        try insertJobs(5_000, queue: "a")
+        try insertJobs(5_000, queue: "b")
+        try assertNeverAnalyzed()
+
+        let plans = try ClaimPlan.plans(database: database, queues: ["a", "b"], limit: 8)
+        let picking = try XCTUnwrap(plans.first { $0.contains("LockRows") }, "\(plans)")
+        XCTAssertTrue(picking.contains("Index Scan using jobs_claim_by_queue on jobs"), picking)
+        XCTAssertFalse(picking.contains("Bitmap"), picking)
+        // Each queue's walk (two loops) stops at 8: at most 16 entries read.
+        let perLoop = actualRows(of: "Index Scan using jobs_claim_by_queue", in: picking)
+        XCTAssertNotNil(perLoop, picking)
+        XCTAssertLessThanOrEqual(perLoop ?? .max, 8, picking)
+        XCTAssertFalse(plans.contains { $0.contains("Seq Scan on jobs") || $0.contains("Bitmap Heap Scan on jobs") },
+                       "\(plans)")
+        try assertNeverAnalyzed()
+    }
+
+    private func assertNeverAnalyzed() throws {
+        let row = try connection.execute(
+            """
+            SELECT coalesce(s.last_analyze, s.last_autoanalyze) IS NULL AS never, c.reltuples
+            FROM pg_stat_user_tables AS s JOIN pg_class AS c ON c.oid = s.relid
+            WHERE s.schemaname = 'hl' AND s.relname = 'jobs'
+            """).singleRow()
+        XCTAssertEqual(try row.bool("never"), true, "hl.jobs has been analyzed")
+        XCTAssertEqual(row.string("reltuples"), "-1", "hl.jobs has statistics")
+    }
+
+    /// The `actual rows=N` of the first plan node starting with `node`.
+    private func actualRows(of node: String, in plan: String) -> Int? {
+        guard let line = plan.split(separator: "\n").first(where: { $0.contains(node) }),
+            let range = line.range(of: "actual rows=")
+        else { return nil }
+        return Int(line[range.upperBound...].prefix { $0.isNumber })
+    }
+}
