@@ -1,6 +1,6 @@
 -- Keeping the queue cheap per job: a claim whose plan does not depend on
--- table statistics, autovacuum set for the churn of a queue, room on each
--- page for a job's later row versions, and one index fewer to write.
+-- table statistics, autovacuum set for the churn of a queue, and room on
+-- each page for a job's later row versions.
 
 -- MARK: The claim
 
@@ -127,15 +127,3 @@ ALTER TABLE hl.jobs SET (
 -- fills): about 0.5 WAL records and 70 bytes less per job, measured. It
 -- applies to pages written from now on.
 ALTER TABLE hl.jobs SET (fillfactor = 50);
-
--- MARK: One index fewer
-
--- jobs_submitted_by (submitted_by, id) took an entry for every version of
--- every row, three per job (a fifth of a job's WAL records), so that
--- hl.my_jobs could list one submitter's jobs without a scan. What producers
--- do through hl.my_jobs is served by other indexes: a job by id (the
--- primary key), waiting jobs (the claim indexes), running ones
--- (jobs_running_by_worker), finished ones by state and time (jobs_finished);
--- the submitter is checked on the rows found. Only a listing of every job
--- a producer ever submitted now reads all retained jobs.
-DROP INDEX hl.jobs_submitted_by;
