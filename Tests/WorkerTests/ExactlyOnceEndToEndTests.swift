@@ -14,25 +14,7 @@ final class ExactlyOnceEndToEndTests: WorkerTestCase {
             """)
         try waitUntilAllFinal(timeout: 120)
 
-        let summary = try sql("""
-            SELECT count(*) AS jobs,
-                   count(*) FILTER (WHERE state = 'completed' AND attempt = 1 AND errors = '[]'
-                       AND (result->>'sum')::bigint = (args->>'a')::bigint + (args->>'b')::bigint) AS right_once
-            FROM hl.jobs
-            """).singleRow()
-        XCTAssertEqual(try summary.int("jobs"), 500)
-        XCTAssertEqual(try summary.int("right_once"), 500, "jobs not completed right on their first attempt")
-        // The state history counts claims directly: one `running` per job.
-        let claims = try sql("""
-            SELECT count(*) FILTER (WHERE claims <> 1) AS not_once, coalesce(sum(claims), 0) AS claims
-            FROM (SELECT job_id, count(*) FILTER (WHERE state = 'running') AS claims
-                  FROM e2e_state_changes GROUP BY job_id) AS per_job
-            """).singleRow()
-        XCTAssertEqual(try claims.int("not_once"), 0, "jobs claimed other than once")
-        XCTAssertEqual(try claims.int("claims"), 500)
-        // Both took part: otherwise this would prove nothing about sharing.
-        let runners = Set(try sql("SELECT DISTINCT attempted_by FROM hl.jobs").rows.compactMap { $0.string("attempted_by") })
-        XCTAssertEqual(runners, [first.id, second.id])
+        try assertAddJobsRanRightOnce(500, by: [first, second])
 
         first.terminate()
         second.terminate()

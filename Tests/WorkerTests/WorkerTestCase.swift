@@ -138,6 +138,32 @@ class WorkerTestCase: XCTestCase {
         return try row.required("id", row.int64)
     }
 
+    /// After `count` `add` jobs: each completed right on its first attempt,
+    /// was claimed exactly once (the state history counts one `running` per
+    /// job), and every worker in `workers` took part, since otherwise the run
+    /// would prove nothing about sharing.
+    func assertAddJobsRanRightOnce(_ count: Int, by workers: [WorkerProcess],
+                                   file: StaticString = #filePath, line: UInt = #line) throws {
+        let summary = try sql("""
+            SELECT count(*) AS jobs,
+                   count(*) FILTER (WHERE state = 'completed' AND attempt = 1 AND errors = '[]'
+                       AND (result->>'sum')::bigint = (args->>'a')::bigint + (args->>'b')::bigint) AS right_once
+            FROM hl.jobs
+            """).singleRow()
+        XCTAssertEqual(try summary.int("jobs"), count, file: file, line: line)
+        XCTAssertEqual(try summary.int("right_once"), count, "jobs not completed right on their first attempt",
+                       file: file, line: line)
+        let claims = try sql("""
+            SELECT count(*) FILTER (WHERE claims <> 1) AS not_once, coalesce(sum(claims), 0) AS claims
+            FROM (SELECT job_id, count(*) FILTER (WHERE state = 'running') AS claims
+                  FROM e2e_state_changes GROUP BY job_id) AS per_job
+            """).singleRow()
+        XCTAssertEqual(try claims.int("not_once"), 0, "jobs claimed other than once", file: file, line: line)
+        XCTAssertEqual(try claims.int("claims"), count, file: file, line: line)
+        let runners = Set(try sql("SELECT DISTINCT attempted_by FROM hl.jobs").rows.compactMap { $0.string("attempted_by") })
+        XCTAssertEqual(runners, Set(workers.map(\.id)), file: file, line: line)
+    }
+
     func job(_ id: Int64, file: StaticString = #filePath, line: UInt = #line) throws -> JobRow {
         let row = try XCTUnwrap(try sql("""
             SELECT state, attempt, result::text AS result, errors::text AS errors, attempted_by,
