@@ -144,7 +144,9 @@ public final class Sandbox: @unchecked Sendable {
             if hostWroteHostCallArea {
                 try memory.zero(at: layout.hostCall.lowerBound, length: Int(page))
             }
-            try vcpu.restore(initialState)
+            // A call that returned its result raised no exception, so only
+            // what CPL3 code can write without one needs putting back.
+            try vcpu.restore(initialState, scope: status == .ready ? .afterCleanEnd : .everything)
             hostWrittenInput = 0
             hostWroteHostCallArea = false
             status = .ready
