@@ -19,10 +19,7 @@ final class ShutdownEndToEndTests: WorkerTestCase {
             try assertDiscarded(id, kind: "timeout", by: worker)
         }
         for id in waiting {
-            let row = try job(id)
-            XCTAssertEqual(row.state, "available", "\(row)")
-            XCTAssertEqual(row.attempt, 0, "\(row)")
-            XCTAssertNil(row.attemptedBy, "\(row)")
+            try assertHandedBackUnstarted(id)
         }
         XCTAssertEqual(try stateCounts()["running"], nil)
         XCTAssertEqual(try sql("SELECT 1 FROM hl.workers WHERE id = $1", [worker.id]).rowCount, 0,

@@ -59,11 +59,7 @@ final class TenantIsolationEndToEndTests: WorkerTestCase {
         ).singleRow().int64("id"))
         try waitUntilRunning([own], by: worker)
         try tenant.execute("UPDATE hl.my_jobs SET cancel_requested_at = now() WHERE id = $1", params: [String(own)])
-        // Two minutes of spinning, unless its vCPU is stopped.
-        try waitUntilFinal(own, timeout: 10)
-        let cancelled = try job(own)
-        XCTAssertEqual(cancelled.state, "cancelled", "\(cancelled)")
-        if let entry = cancelled.errors.first { assertErrorEntry(entry, kind: "cancelled", attempt: 1, worker: worker.id) }
+        try assertCancelledPromptly(own, by: worker)
         worker.terminate()
     }
 
@@ -92,10 +88,7 @@ final class TenantIsolationEndToEndTests: WorkerTestCase {
                        "the first worker's row is still there")
         // The first worker still owns its job: it is the one that stops it.
         try sql("UPDATE hl.jobs SET cancel_requested_at = now() WHERE id = $1", [String(spinning)])
-        try waitUntilFinal(spinning, timeout: 10)
-        let cancelled = try job(spinning)
-        XCTAssertEqual(cancelled.state, "cancelled", "\(cancelled)")
-        if let entry = cancelled.errors.first { assertErrorEntry(entry, kind: "cancelled", attempt: 1, worker: first.id) }
+        try assertCancelledPromptly(spinning, by: first)
         first.terminate()
     }
 

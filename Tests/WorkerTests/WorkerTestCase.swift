@@ -164,6 +164,28 @@ class WorkerTestCase: XCTestCase {
         XCTAssertEqual(runners, Set(workers.map(\.id)), file: file, line: line)
     }
 
+    /// Waits (10 s: a spinning guest ends that fast only if its vCPU was
+    /// stopped) for `id` to end cancelled on its first attempt by `worker`.
+    func assertCancelledPromptly(_ id: Int64, by worker: WorkerProcess,
+                                 file: StaticString = #filePath, line: UInt = #line) throws {
+        try waitUntilFinal(id, timeout: 10, file: file, line: line)
+        let row = try job(id, file: file, line: line)
+        XCTAssertEqual(row.state, "cancelled", "\(row)", file: file, line: line)
+        if let entry = row.errors.first {
+            assertErrorEntry(entry, kind: "cancelled", attempt: 1, worker: worker.id, file: file, line: line)
+        }
+    }
+
+    /// `id` is back in the queue as if never claimed: available, no attempt
+    /// used, no worker named.
+    func assertHandedBackUnstarted(_ id: Int64, _ why: String = "",
+                                   file: StaticString = #filePath, line: UInt = #line) throws {
+        let row = try job(id, file: file, line: line)
+        XCTAssertEqual(row.state, "available", "\(row)", file: file, line: line)
+        XCTAssertEqual(row.attempt, 0, "\(why)\(row)", file: file, line: line)
+        XCTAssertNil(row.attemptedBy, "\(row)", file: file, line: line)
+    }
+
     func job(_ id: Int64, file: StaticString = #filePath, line: UInt = #line) throws -> JobRow {
         let row = try XCTUnwrap(try sql("""
             SELECT state, attempt, result::text AS result, errors::text AS errors, attempted_by,
