@@ -35,6 +35,14 @@ final class HostileGuestTests: SandboxTestCase {
         XCTAssertEqual(try run(RawGuest.movRAXFromAbsolute(tss))?.kind, "memory_access_violation")
     }
 
+    /// The entry stub runs before every later call: a guest that could
+    /// patch it would own the next job's CPU state.
+    func testWritingTheEntryStubIsAMemoryAccessViolation() throws {
+        let stub = UInt32(GuestLayout.entryStub)
+        XCTAssertEqual(try run(RawGuest.storeDword(0x90909090, at: stub)),
+                       .memoryAccessViolation(address: UInt64(stub), rip: 0x200000))
+    }
+
     func testWritingTheReadOnlyInputAreaIsAMemoryAccessViolation() throws {
         let input = UInt32(try layout().input.lowerBound)
         XCTAssertEqual(try run(RawGuest.storeDword(1, at: input)),
