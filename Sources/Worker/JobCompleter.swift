@@ -5,6 +5,15 @@ import Logging
 /// Writes job outcomes back, in batches, on its own connection. Outcomes not
 /// yet written are kept (in order) through connection loss and retried until
 /// written; writes are fenced by attempt, so retrying one is harmless.
+///
+/// Each statement writes every outcome that arrived while the previous one
+/// was written, so batches grow with load. Under load an outcome also
+/// lingers (at most `longestLinger`) for others to share its statement:
+/// PostgreSQL's cost per job falls with the batch. At light load, when
+/// fewer than two more outcomes are expected within the linger, nothing
+/// waits; nor does anything while a flush or a stop waits for the backlog.
+///
+/// `condition` guards every `var` below.
 final class JobCompleter: @unchecked Sendable {
     private let session: DatabaseSession
     private let logger: Logger
@@ -13,8 +22,14 @@ final class JobCompleter: @unchecked Sendable {
     private var writing = 0
     private var writingIDs: Set<Int64> = []
     private var stopped = false
+    private var flushing = 0
+    private var arrivals = RecentRate(now: ProcessInfo.processInfo.systemUptime)
     /// Most outcomes written by one statement.
     static let batchLimit = 500
+    /// Outcomes a lingering statement waits for.
+    static let lingerTarget = 64
+    /// Longest an outcome waits for others to share its statement.
+    static let longestLinger: TimeInterval = 0.005
 
     init(session: DatabaseSession, logger: Logger) {
         self.session = session
@@ -27,7 +42,10 @@ final class JobCompleter: @unchecked Sendable {
     func add(_ outcome: JobOutcome) {
         condition.lock()
         pending.append(outcome)
-        condition.signal()
+        arrivals.record(now: ProcessInfo.processInfo.systemUptime)
+        // Broadcast: a flush may be waiting on the same condition, and a
+        // signal that woke only it would leave the writer asleep.
+        condition.broadcast()
         condition.unlock()
     }
 
@@ -51,7 +69,12 @@ final class JobCompleter: @unchecked Sendable {
     func flush(timeout: TimeInterval) -> Bool {
         let deadline = Date(timeIntervalSinceNow: timeout)
         condition.lock()
-        defer { condition.unlock() }
+        flushing += 1
+        condition.broadcast()
+        defer {
+            flushing -= 1
+            condition.unlock()
+        }
         while pending.count + writing > 0 {
             if !condition.wait(until: deadline) { break }
         }
@@ -73,6 +96,7 @@ final class JobCompleter: @unchecked Sendable {
                 condition.unlock()
                 return
             }
+            lingerForCompany()
             let batch = Array(pending.prefix(Self.batchLimit))
             pending.removeFirst(batch.count)
             writing = batch.count
@@ -93,6 +117,18 @@ final class JobCompleter: @unchecked Sendable {
             writingIDs = []
             condition.broadcast()
             condition.unlock()
+        }
+    }
+
+    /// Under load, waits (holding `condition`, which the wait releases)
+    /// until `lingerTarget` outcomes are pending or the linger is over.
+    private func lingerForCompany() {
+        let now = ProcessInfo.processInfo.systemUptime
+        let expected = arrivals.perSecond(now: now) * Self.longestLinger
+        guard expected >= 2, pending.count < Self.lingerTarget else { return }
+        let deadline = Date(timeIntervalSinceNow: Self.longestLinger)
+        while pending.count < Self.lingerTarget && !stopped && flushing == 0 {
+            if !condition.wait(until: deadline) { return }
         }
     }
 }

@@ -6,9 +6,13 @@ import Sandbox
 /// N execution slots, each an OS thread that owns the vCPU of the job it
 /// runs (KVM_RUN blocks its thread; on Swift's cooperative pool two running
 /// guests would stall the process). Jobs wait in a local queue of at most
-/// `prefetch` jobs beyond the slots: claimed a little ahead, so that a slot
-/// that frees up finds its next job here instead of waiting for a claim,
-/// and one claim serves several jobs.
+/// the prefetch depth beyond the slots: claimed ahead, so that a slot that
+/// frees up finds its next job here instead of waiting for a claim, and one
+/// claim serves several jobs.
+///
+/// `condition` guards every `var` below (the queue, the counters, the start
+/// rate, the hand-back list); `controls` and `cancellations` lock for
+/// themselves.
 final class JobExecutor: @unchecked Sendable {
     private let runner: JobRunner
     private let completer: JobCompleter
@@ -22,13 +26,16 @@ final class JobExecutor: @unchecked Sendable {
     let cancellations: CancellationRegistry
     let concurrency: Int
     /// Jobs held beyond the slots, waiting to start.
-    let prefetch: Int
+    let prefetch: PrefetchDepth
+    /// Jobs started, for the adaptive prefetch depth.
+    private var starts: RecentRate
     /// Called when a slot frees up, so the producer can claim again.
     var onSlotFreed: () -> Void = {}
 
-    init(concurrency: Int, prefetch: Int, runner: JobRunner, completer: JobCompleter) {
+    init(concurrency: Int, prefetch: PrefetchDepth, runner: JobRunner, completer: JobCompleter) {
         self.concurrency = concurrency
         self.prefetch = prefetch
+        starts = RecentRate(now: ProcessInfo.processInfo.systemUptime)
         self.runner = runner
         self.completer = completer
         let cancellations = CancellationRegistry()
@@ -43,16 +50,17 @@ final class JobExecutor: @unchecked Sendable {
 
     /// How many jobs to claim now. While a slot has nothing to run (or
     /// with no prefetch), enough to fill the slots and the prefetch queue;
-    /// otherwise nothing until the queue is down to half of `prefetch`
+    /// otherwise nothing until the queue is down to half of the depth
     /// (refilling at half empty, so each claim takes several jobs rather
     /// than one per freed slot); none once stopping.
     var wanted: Int {
         condition.lock()
         defer { condition.unlock() }
         guard !stopping else { return 0 }
-        let room = concurrency + prefetch - busy - queue.count
+        let depth = prefetch.depth(startsPerSecond: starts.perSecond(now: ProcessInfo.processInfo.systemUptime))
+        let room = concurrency + depth - busy - queue.count
         let slotIdle = busy + queue.count < concurrency
-        return slotIdle || queue.count <= prefetch / 2 ? max(0, room) : 0
+        return slotIdle || queue.count <= depth / 2 ? max(0, room) : 0
     }
 
     /// Slots running a job now.
@@ -117,6 +125,7 @@ final class JobExecutor: @unchecked Sendable {
                 return
             }
             let prepared = queue.removeFirst()
+            starts.record(now: ProcessInfo.processInfo.systemUptime)
             busy += 1
             runningIDs.insert(prepared.job.id)
             condition.unlock()

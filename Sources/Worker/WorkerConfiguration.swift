@@ -44,17 +44,14 @@ public struct WorkerConfiguration: Sendable {
     /// Most jobs one claim takes.
     public var claimBatch = 100
     /// Jobs claimed ahead of the free slots, waiting in the worker for one
-    /// (nil: `defaultPrefetch`; 0: claim for free slots only). Refilled
-    /// once half of it has started, so one claim serves several jobs. A
-    /// prefetched job counts as claimed: its `attempted_at` is set and its
-    /// attempt taken; at shutdown it is handed back unstarted.
+    /// (nil: adaptive, see `PrefetchDepth.standard`; 0: claim for free
+    /// slots only). Refilled once half of it has started, so one claim
+    /// serves several jobs. A prefetched job counts as claimed: its
+    /// `attempted_at` is set and its attempt taken; at shutdown it is handed
+    /// back unstarted.
     public var prefetch: Int?
-    /// As many as there are slots, and at least 8: measured on 2 cores
-    /// with no-op jobs, 4 processes × 2 slots went from 0.6 claims per job
-    /// to 0.1 and drained 2.5× faster with 8 than with none.
-    public var defaultPrefetch: Int { max(concurrency, 8) }
     /// The prefetch depth in effect.
-    public var prefetchDepth: Int { prefetch ?? defaultPrefetch }
+    var prefetchDepth: PrefetchDepth { prefetch.map { .fixed($0) } ?? .standard(slots: concurrency) }
     public var backoff = Backoff.standard
     /// Threads building fresh VMs ahead of demand in this process.
     public var vmCreators = 1

@@ -20,7 +20,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Largest timeout a job may ask for; larger ones are clamped.") var maxTimeoutMs = WorkerConfiguration().maxTimeoutMilliseconds
     @Option(help: "Largest memory a job may ask for; larger ones are clamped.") var maxMemoryMb = WorkerConfiguration().maxMemoryMB
     @Option(help: "This worker's id (default: host-pid-random).") var workerId: String?
-    @Option(help: "Jobs claimed ahead of the free slots, refilled at half empty (default: --concurrency, at least 8; 0: none, for long jobs).")
+    @Option(help: "Jobs claimed ahead of the free slots, refilled at half empty (default: adaptive, about 50 ms of this process's recent start rate, from max(--concurrency, 8) to 256; 0: none, for long jobs).")
     var prefetch: Int?
     @Option(help: "Seconds running jobs get to finish after SIGTERM.") var shutdownGrace = WorkerConfiguration().shutdownGrace
     @Option(help: "Seconds of silence after which a worker's jobs are rescued.") var rescueAfter = WorkerConfiguration().rescueAfter
