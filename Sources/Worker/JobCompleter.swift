@@ -27,9 +27,9 @@ final class JobCompleter: @unchecked Sendable {
     /// Most outcomes written by one statement.
     static let batchLimit = 500
     /// Outcomes a lingering statement waits for.
-    static let lingerTarget = 64
+    static let lingerTarget = 100
     /// Longest an outcome waits for others to share its statement.
-    static let longestLinger: TimeInterval = 0.005
+    static let longestLinger: TimeInterval = 0.01
 
     init(session: DatabaseSession, logger: Logger) {
         self.session = session

@@ -65,11 +65,24 @@ final class JobProducer: @unchecked Sendable {
     private func loop() {
         var nextCancelPoll = Date()
         var mustPoll = true
+        // Whether claimable jobs may be waiting. A claim that got fewer
+        // jobs than it asked for saw none left; until a notification says
+        // more arrived, or the poll interval passes (jobs whose run_at came
+        // due, retries after their backoff: nothing announces those), a
+        // freed slot does not ask again. At light load that saves an empty
+        // claim after every job.
+        var jobsMayWait = true
+        var nextClaimPoll = Date()
         while !isStopped {
             var claimedFull = false
             let wanted = executor.wanted
-            if wanted > 0 {
-                claimedFull = claim(limit: min(wanted, configuration.claimBatch))
+            if wanted > 0 && (jobsMayWait || Date() >= nextClaimPoll) {
+                switch claim(limit: min(wanted, configuration.claimBatch)) {
+                case .full: claimedFull = true
+                case .short: jobsMayWait = false
+                case .failed: jobsMayWait = true
+                }
+                nextClaimPoll = Date(timeIntervalSinceNow: configuration.pollInterval)
             }
             if mustPoll || Date() >= nextCancelPoll {
                 pollCancellations()
@@ -82,19 +95,29 @@ final class JobProducer: @unchecked Sendable {
                 case .notification(Channel.cancel, _):
                     mustPoll = true
                 case .notification:
-                    break
+                    jobsMayWait = true
                 case .disconnected(let reason):
                     logger.warning("notification connection lost; polling until it is back", metadata: ["reason": "\(reason)"])
                 case .reconnected:
                     mustPoll = true
+                    jobsMayWait = true
                 }
             }
         }
     }
 
-    /// Claims up to `limit` jobs and hands them to the executor; returns
-    /// whether it got as many as it asked for (more may be waiting).
-    private func claim(limit: Int) -> Bool {
+    /// What a claim got.
+    private enum ClaimResult {
+        /// As many jobs as it asked for: more may be waiting.
+        case full
+        /// Fewer: none were left to claim.
+        case short
+        /// The claim failed; it is worth trying again.
+        case failed
+    }
+
+    /// Claims up to `limit` jobs and hands them to the executor.
+    private func claim(limit: Int) -> ClaimResult {
         do {
             let now = Date()
             let prepared: [PreparedJob] = try session.run { store in
@@ -113,14 +136,14 @@ final class JobProducer: @unchecked Sendable {
                 metrics.claimed.increment(by: prepared.count)
                 executor.submit(prepared)
             }
-            return prepared.count == limit
+            return prepared.count == limit ? .full : .short
         } catch {
             // A claim whose answer was lost may still have committed: those
             // jobs stay running under this worker and are found by the
             // rescue of this worker's own strays (see Maintenance).
             logger.warning("claiming failed", metadata: ["error": "\(error)"])
             Thread.sleep(forTimeInterval: min(configuration.pollInterval, 0.5))
-            return false
+            return .failed
         }
     }
 

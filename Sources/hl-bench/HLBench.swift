@@ -27,6 +27,8 @@ struct HLBench: ParsableCommand {
 
     @Flag(help: "Fewer iterations, end-to-end shapes and jobs (about 3 minutes on 2 cores, 4 with --peers).") var quick = false
     @Flag(help: "Print one JSON object instead of the table.") var json = false
+    @Option(help: "Also write the JSON object to this file (the table still goes to stdout), so one run gives both.")
+    var jsonFile: String?
     @Option(help: ArgumentHelp("The demo guest (default: guests/build/demo.elf in the checkout).", valueName: "path"))
     var guest: String?
     @Option(name: .customLong("database-url"),
@@ -127,6 +129,9 @@ struct HLBench: ParsableCommand {
             report.e2eSkipped = "--skip-e2e"
         }
         print(json ? report.json.text : report.table)
+        if let jsonFile {
+            try report.json.text.write(toFile: jsonFile, atomically: true, encoding: .utf8)
+        }
     }
 
     private static let started = Date()
