@@ -22,6 +22,12 @@ const uint8_t *hl_call_input(size_t *len);
  * are cut to fit. */
 void hl_set_result(uint32_t status, const void *bytes, size_t len);
 
+/* Listing mode (the reserved call HL_CALL_FUNCTIONS): a dispatcher that
+ * sees hl_call_is_listing() != 0 names each of its functions once, in
+ * order, with hl_list_function, and runs none of them. */
+int hl_call_is_listing(void);
+void hl_list_function(const char *name, size_t len);
+
 /* Sets HL_STATUS_UNKNOWN_FUNCTION naming the current call's function. */
 void hl_report_unknown_function(void);
 
