@@ -166,6 +166,8 @@ public struct GuestSummary: Sendable, Equatable {
     public var name: String
     public var sha256: String
     public var size: Int
+    /// As the guest listed them at `guest add`; nil when not known.
+    public var functions: [String]?
     public var createdAt: Date
     public var updatedAt: Date
 }

@@ -22,10 +22,10 @@ public struct ELFSymbols: Sendable {
         symbols = Self.read(image)
     }
 
-    /// `name+0xoffset` for an address inside a code symbol of an executable
-    /// segment, or nil. A sized symbol covers [address, address+size); an
-    /// unsized one runs up to the next symbol.
-    public func locate(_ address: UInt64, in image: ELFImage) -> String? {
+    /// The code symbol of an executable segment that holds `address`, and
+    /// how far into it the address is, or nil. A sized symbol covers
+    /// [address, address+size); an unsized one runs up to the next symbol.
+    public func locate(_ address: UInt64, in image: ELFImage) -> (name: String, offset: UInt64)? {
         guard image.segments.contains(where: { $0.executable && $0.address <= address && address < $0.end }) else {
             return nil
         }
@@ -38,8 +38,7 @@ public struct ELFSymbols: Sendable {
         guard low > 0 else { return nil }
         let symbol = symbols[low - 1]
         if symbol.size > 0, address - symbol.address >= symbol.size { return nil }
-        let offset = address - symbol.address
-        return offset == 0 ? symbol.name : "\(symbol.name)+0x\(String(offset, radix: 16))"
+        return (symbol.name, address - symbol.address)
     }
 
     private static func read(_ image: ELFImage) -> [Symbol] {

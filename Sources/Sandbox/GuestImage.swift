@@ -36,9 +36,12 @@ public struct GuestImage: Sendable {
     }
 
     /// `symbol+0xoffset` for a code address, when the image has a symbol
-    /// there; escaped, because the symbol table is the guest author's text.
+    /// there (Rust names demangled); escaped, because the symbol table is
+    /// the guest author's text.
     public func symbolicate(_ address: UInt64) -> String? {
-        symbols.locate(address, in: elf).map { UntrustedText.escape(Array($0.utf8)) }
+        guard let (name, offset) = symbols.locate(address, in: elf) else { return nil }
+        let readable = UntrustedText.escape(SymbolName.readable(name))
+        return offset == 0 ? readable : "\(readable)+0x\(String(offset, radix: 16))"
     }
 
     /// Checks the image fits a sandbox of this configuration, without building one.

@@ -223,8 +223,12 @@ public final class Sandbox: @unchecked Sendable {
         do {
             return try perform(function, input: input, limits: limits)
         } catch {
-            guard case .unknownFunction(let message) = error, status == .ready,
-                  let names = try? functions(limits: CallLimits(timeoutMilliseconds: min(limits.timeoutMilliseconds, 1_000))) else {
+            // The guest answered normally, so the VM is fit to answer one
+            // more question, although the failed call poisoned it for jobs.
+            guard case .unknownFunction(let message) = error, status == .poisoned,
+                  let bytes = try? perform(HL_CALL_FUNCTIONS, input: [], allowPoisoned: true,
+                                           limits: CallLimits(timeoutMilliseconds: min(limits.timeoutMilliseconds, 1_000))),
+                  let names = try? Self.parseFunctionList(bytes) else {
                 throw error
             }
             throw .unknownFunction(Self.naming(names, after: message))
@@ -277,8 +281,9 @@ public final class Sandbox: @unchecked Sendable {
         return "\(message); this guest has: \(list)"
     }
 
-    private func perform(_ function: String, input: [UInt8], limits: CallLimits) throws(SandboxError) -> [UInt8] {
-        guard status == .ready else {
+    private func perform(_ function: String, input: [UInt8], allowPoisoned: Bool = false,
+                         limits: CallLimits) throws(SandboxError) -> [UInt8] {
+        guard status == .ready || (allowPoisoned && status == .poisoned) else {
             throw .host(.invalidArgument("the sandbox is \(status), not ready"))
         }
         try limits.validate()

@@ -345,6 +345,13 @@ size_t hl_stack_size(void)
     return BOOT->stack_top - BOOT->stack_bottom;
 }
 
+_Noreturn void hl_end_call(uint32_t status, const void *message, size_t len)
+{
+    flush_stdout();
+    hl_set_result(status, message, len);
+    signal_done();
+}
+
 _Noreturn void hl_crash(void)
 {
     __asm__ volatile("ud2");

@@ -44,6 +44,11 @@ size_t hl_heap_largest_allocation(void);
 /* Bytes between the stack's bottom and its top, as the host laid it out. */
 size_t hl_stack_size(void);
 
+/* Ends the call at once, from any depth, with this status and message
+ * (flushing the stdout line first): for a language's panic or trap, whose
+ * stack cannot be unwound back to the dispatcher. */
+_Noreturn void hl_end_call(uint32_t status, const void *message, size_t len);
+
 /* Executes an invalid instruction: the host sees a guest crash. */
 _Noreturn void hl_crash(void);
 
