@@ -91,6 +91,20 @@ final class GuestABIEndToEndTests: WorkerTestCase {
         worker.terminate()
     }
 
+    /// serde_json from Debian's crate packages, inside a guest.
+    func testARustGuestUsingSerdeJSONRunsJobs() throws {
+        try addGuest("json_rust")
+        let stats = try insertJob("stats", args: #"{"numbers": [1, 2.5, -3]}"#, guest: "json_rust")
+        let keys = try insertJob("keys", args: #"{"b": 1, "a": {"c": 2}}"#, guest: "json_rust", vm: "recycled")
+        let bad = try insertJob("stats", args: #"{"numbers": [1, "x"]}"#, guest: "json_rust", maxAttempts: 3)
+        let worker = try startWorker()
+        try waitUntilAllFinal()
+        try assertCompleted(stats, result: #"{"count": 3, "sum": 0.5, "min": -3.0, "max": 2.5}"#)
+        try assertCompleted(keys, result: #"["a", "b"]"#)
+        try assertDiscarded(bad, kind: "guest_final_error", by: worker)
+        worker.terminate()
+    }
+
     /// Every job in a recycled VM starts from what init left (the counter
     /// at 100), and init ran once in that memory.
     func testJobsInRecycledVMsStartFromWhatInitLeft() throws {
