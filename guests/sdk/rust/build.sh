@@ -28,6 +28,12 @@ if [[ -z "$rustc" ]]; then
     echo "guests/sdk/rust/build.sh: rustc not found (install a stable Rust, or Debian's rustc)" >&2
     exit 1
 fi
+# hl.rs uses PanicInfo::message, stable since 1.81.
+minor="$("$rustc" --version | sed -n 's/^rustc 1\.\([0-9]*\)\..*/\1/p')"
+if [[ -z "$minor" || "$minor" -lt 81 ]]; then
+    echo "guests/sdk/rust/build.sh: $("$rustc" --version) is too old; Rust guests need rustc 1.81 or newer" >&2
+    exit 1
+fi
 # clang and ld.lld: the Swift toolchain's, as for every other guest.
 swiftc_path="$(command -v swiftc || true)"
 if [[ -z "$swiftc_path" && -x /opt/swift/usr/bin/swiftc ]]; then
