@@ -11,7 +11,7 @@ final class GuestABITests: SandboxTestCase {
     // MARK: The marker
 
     func testSDKGuestsCarryTheMarkerAndSayWhetherTheyHaveInit() throws {
-        for name in ["demo", "hello_c", "hello_rust", "isolation"] {
+        for name in ["demo", "hello_c", "hello_rust", "isolation", "init_swift", "json_rust"] {
             XCTAssertTrue(try guestImage(name).marker.refusal == nil, name)
         }
         XCTAssertFalse(try guestImage("demo").marker.hasInit)
@@ -141,6 +141,23 @@ final class GuestABITests: SandboxTestCase {
         let plain = try expectFailure("guest_error", "fail", guest: "hello_rust")
         XCTAssertEqual(plain?.isRetryable, true)
         XCTAssertEqual(try expectFailure("guest_final_error", "cube", #"{"n": 99}"#, guest: "init_c")?.isRetryable, false)
+        let swift = try expectFailure("guest_final_error", "fail", #"{"message": "never", "final": true}"#)
+        XCTAssertEqual(swift?.message, "never")
+        XCTAssertEqual(try expectFailure("guest_error", "fail", #"{"message": "again"}"#)?.isRetryable, true)
+    }
+
+    /// Embedded Swift's init (`@_cdecl("hl_init")` + GuestInit.run) runs
+    /// once per VM, and a recycled VM keeps what it built.
+    func testSwiftInitRunsOncePerVM() throws {
+        XCTAssertTrue(try guestImage("init_swift").marker.hasInit)
+        let expected = #"{"greeting":"hello from init","inits":1}"#
+        XCTAssertEqual(try call("greet", guest: "init_swift"), expected)
+        let sandbox = try sandbox("init_swift", configuration: .init(recyclable: true))
+        for _ in 0..<3 {
+            XCTAssertEqual(String(decoding: try sandbox.call("greet", input: []), as: UTF8.self), expected)
+            try sandbox.reset()
+        }
+        XCTAssertEqual(try sandbox.functions(), ["greet"])
     }
 
     func testRustGuestRunsAndItsPanicsNameMessageAndLocation() throws {
