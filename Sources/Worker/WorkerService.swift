@@ -166,7 +166,9 @@ public final class WorkerService: @unchecked Sendable {
             logger.info("serving /metrics and /healthz", metadata: ["port": "\(operations!.port)"])
         }
         defer { operations?.stop() }
+        let scheduler = Scheduler(session: session("scheduler"), logger: logger.with(component: "scheduler"))
         maintenance.start()
+        scheduler.start()
         producer.start()
         logger.info("worker started", metadata: [
             "concurrency": "\(configuration.concurrency)", "vm": "\(configuration.defaultVM.rawValue)",
@@ -177,6 +179,7 @@ public final class WorkerService: @unchecked Sendable {
 
         stopRequested.wait()
         logger.info("stopping: no new claims; waiting for running jobs", metadata: ["grace_s": "\(configuration.shutdownGrace)"])
+        scheduler.stop()
         producer.stop()
         let leftOver = executor.drain(grace: configuration.shutdownGrace)
         if !completer.flush(timeout: 30) {
