@@ -126,7 +126,10 @@ CREATE TRIGGER jobs_check_dependencies
 -- A job that just finished releases its dependents in the same
 -- transaction, through the index above: nothing polls. Completed: each
 -- pending dependent whose dependencies have all completed becomes
--- available (and workers are woken). Discarded or cancelled: every pending
+-- available (and workers are woken), with its dependencies' results added
+-- to its args as "hl_dependency_results": [{"id", "result"}, ...] in id
+-- order (a fan-in job combines them; a dependency already pruned is
+-- missing from the list). Discarded or cancelled: every pending
 -- dependent ends cancelled with a dependency_failed error; that is itself
 -- a job finishing, so this trigger cancels their dependents in turn.
 --
@@ -150,7 +153,13 @@ BEGIN
         RETURN NULL;
     END IF;
     IF NEW.state = 'completed' THEN
-        UPDATE hl.jobs AS j SET state = 'available'
+        UPDATE hl.jobs AS j SET
+            state = 'available',
+            args = CASE WHEN jsonb_typeof(j.args) = 'object' THEN j.args || jsonb_build_object(
+                'hl_dependency_results',
+                (SELECT coalesce(jsonb_agg(jsonb_build_object('id', d.id, 'result', d.result) ORDER BY d.id), '[]')
+                 FROM hl.jobs AS d WHERE d.id = ANY (j.depends_on)))
+                ELSE j.args END
         WHERE j.depends_on @> ARRAY[NEW.id] AND j.state = 'pending'
           AND NOT EXISTS (SELECT 1 FROM hl.jobs AS d
                           WHERE d.id = ANY (j.depends_on) AND d.state <> 'completed');
@@ -261,11 +270,13 @@ $$;
 -- MARK: Periodic jobs
 
 -- One row per schedule. The worker that holds the scheduler lock (one at a
--- time per database, taken per round) computes each enabled schedule's
--- latest tick at or before now and, when it is later than last_tick,
--- enqueues it through hl.enqueue_tick. Ticks missed while no worker ran
--- (or while the schedule was disabled) are not caught up one by one: the
--- next round enqueues the latest of them, once.
+-- time per database, taken per round, about every second) computes each
+-- enabled schedule's ticks after last_tick up to now and enqueues them, in
+-- order, through hl.enqueue_tick. Ticks missed while no worker ran (any
+-- tick more than 10 seconds old when a round finds it) are not caught up
+-- one by one: that round enqueues only the latest of them, once. Ticks
+-- that fell while a schedule was paused never run (resuming starts from
+-- now).
 CREATE TABLE hl.schedules (
     name         text PRIMARY KEY,
     -- Five fields (minute hour day-of-month month day-of-week) or six

@@ -32,6 +32,8 @@ public struct ChildJob: Sendable, Equatable, Codable {
     public var args: String
     public var queue: String?
     public var uniqueKey: String?
+    public var priority: Int?
+    public var maxAttempts: Int?
     /// Indexes of earlier children of the same parent this one depends on.
     public var after: [Int]
 
@@ -147,6 +149,8 @@ extension JobStore {
                           "\"args\":\(child.args)", "\"after\":[\(child.after.map(String.init).joined(separator: ","))]"]
             if let queue = child.queue { fields.append("\"queue\":\(Self.jsonString(queue))") }
             if let key = child.uniqueKey { fields.append("\"unique_key\":\(Self.jsonString(key))") }
+            if let priority = child.priority { fields.append("\"priority\":\(priority)") }
+            if let attempts = child.maxAttempts { fields.append("\"max_attempts\":\(attempts)") }
             return "{" + fields.joined(separator: ",") + "}"
         }.joined(separator: ",") + "]"
         let row = try connection.execute(Queries.completeWithChildren, [

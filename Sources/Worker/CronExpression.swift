@@ -148,9 +148,25 @@ public struct CronExpression: Sendable, Equatable {
         Int64(timeZone.secondsFromGMT(for: Date(timeIntervalSince1970: Double(at))))
     }
 
+    /// The ticks a scheduler that last enqueued `last` enqueues at `now`:
+    /// every tick since, in order, while the oldest of them is at most
+    /// `lateAfter` seconds old (the scheduler's rounds keep up); only the
+    /// latest one after an outage that left an older tick behind, however
+    /// many it missed.
+    public func dueTicks(after last: Date, notAfter now: Date, lateAfter: TimeInterval) -> [Date] {
+        guard let first = next(after: last), first <= now else { return [] }
+        if first < now.addingTimeInterval(-lateAfter) {
+            return latestTick(after: last, notAfter: now).map { [$0] } ?? []
+        }
+        var ticks = [first]
+        while let following = next(after: ticks[ticks.count - 1]), following <= now {
+            ticks.append(following)
+        }
+        return ticks
+    }
+
     /// The latest time this expression fires at or before `now` and after
-    /// `last`, or nil when none does: the one tick a scheduler enqueues
-    /// after an outage, however many it missed.
+    /// `last`, or nil when none does.
     public func latestTick(after last: Date, notAfter now: Date) -> Date? {
         guard var tick = next(after: last), tick <= now else { return nil }
         // Skip ahead over a long outage: the first tick within the last

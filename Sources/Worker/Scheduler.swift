@@ -9,10 +9,16 @@ import Logging
 /// election: whoever comes next after a worker dies simply gets the lock.
 /// Each tick is enqueued at most once ever by hl.enqueue_tick, however
 /// rounds and workers interleave; ticks missed during an outage are
-/// enqueued once, as their latest (`CronExpression.latestTick`).
+/// enqueued once, as their latest (`CronExpression.dueTicks`).
 final class Scheduler: @unchecked Sendable {
     /// Seconds between rounds: the finest a six-field expression can fire.
     static let interval: TimeInterval = 1
+    /// A tick older than this when its round comes was missed (no worker
+    /// ran, or the database was away): then only the latest missed tick of
+    /// that schedule is enqueued. Rounds come every second or so, so ticks
+    /// of a schedule that fires every second are all enqueued while
+    /// workers run.
+    static let lateAfter: TimeInterval = 10
 
     private let session: DatabaseSession
     private let logger: Logger
@@ -82,7 +88,7 @@ final class Scheduler: @unchecked Sendable {
             parsed[key] = expression
             switch expression {
             case .success(let cron):
-                if let tick = cron.latestTick(after: schedule.lastTick, notAfter: now) {
+                for tick in cron.dueTicks(after: schedule.lastTick, notAfter: now, lateAfter: Self.lateAfter) {
                     ticks.append((schedule.name, tick))
                 }
             case .failure(let error):

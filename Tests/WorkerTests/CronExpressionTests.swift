@@ -86,6 +86,17 @@ final class CronExpressionTests: XCTestCase {
                        try date("2026-01-01T00:00:00Z"), "a year of per-second ticks is one tick, found quickly")
     }
 
+    func testDueTicksKeepUpButCollapseAnOutage() throws {
+        let everySecond = try CronExpression("* * * * * *")
+        let now = try date("2026-01-01T00:00:10Z")
+        XCTAssertEqual(everySecond.dueTicks(after: try date("2026-01-01T00:00:07Z"), notAfter: now, lateAfter: 10),
+                       [try date("2026-01-01T00:00:08Z"), try date("2026-01-01T00:00:09Z"), now],
+                       "a slow round enqueues each tick it finds")
+        XCTAssertEqual(everySecond.dueTicks(after: try date("2025-12-31T23:00:00Z"), notAfter: now, lateAfter: 10),
+                       [now], "after an outage: the latest tick, once")
+        XCTAssertEqual(everySecond.dueTicks(after: now, notAfter: now, lateAfter: 10), [])
+    }
+
     func testCivilCalendar() {
         XCTAssertTrue(CronExpression.civil(fromDays: 0) == (1970, 1, 1))
         XCTAssertTrue(CronExpression.civil(fromDays: 11_016) == (2000, 2, 29))
