@@ -284,6 +284,64 @@ final class WorkflowTests: DatabaseTestCase {
         XCTAssertEqual(try store.listSchedules().first?.lastError, nil, "a successful tick clears the error")
     }
 
+    // MARK: Roles
+
+    /// What each role needs of this migration works with that role alone:
+    /// producers insert unique and dependent jobs through hl.my_jobs, the
+    /// worker runs the scheduler, completes with children and reports
+    /// progress; neither can read or forge the rest.
+    func testEachRoleCanDoItsPartAndNoMore() throws {
+        let adminURL = try XCTUnwrap(try TestDatabase.adminURL())
+        var logins: [String] = []
+        addTeardownBlock {
+            let admin = try? PGConnection(conninfo: adminURL)
+            for login in logins { _ = try? admin?.execute("DROP ROLE IF EXISTS \(login)") }
+        }
+        func connect(asMemberOf group: String) throws -> PGConnection {
+            // Only [a-z0-9_]: safe to splice into SQL.
+            let name = "hl_t_\(getpid())_\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+            try connection.execute("CREATE ROLE \(name) LOGIN IN ROLE \(group)")
+            logins.append(name)
+            return try PGConnection(conninfo: PGConnection.conninfo(database.url, replacing: ["user": name]))
+        }
+        let producer = try connect(asMemberOf: "hl_enqueue")
+        let unique = """
+            INSERT INTO hl.my_jobs (guest, function, unique_key, depends_on) VALUES ('demo', 'echo', $1, $2::bigint[])
+            ON CONFLICT (submitted_by, unique_key) WHERE unique_key IS NOT NULL AND state IN \(activeStates)
+            DO NOTHING RETURNING id, state
+            """
+        let first = try producer.execute(unique, params: ["k", nil]).singleRow()
+        let firstID = try first.required("id", first.int64)
+        XCTAssertEqual(try producer.execute(unique, params: ["k", nil]).rowCount, 0)
+        let dependent = try producer.execute(unique, params: ["k2", "{\(firstID)}"]).singleRow()
+        XCTAssertEqual(dependent.string("state"), "pending")
+        XCTAssertThrowsError(try producer.execute("UPDATE hl.my_jobs SET progress = '{}' WHERE id = $1", params: [String(firstID)]))
+        XCTAssertThrowsError(try producer.execute("SELECT * FROM hl.schedules"))
+        XCTAssertThrowsError(try producer.execute("SELECT hl.enqueue_tick('x', now())"))
+
+        let workerConnection = try connect(asMemberOf: "hl_worker")
+        let worker = JobStore(connection: workerConnection, backoff: fastBackoff)
+        try store.addSchedule(name: "s", cron: "* * * * * *", timeZone: "UTC", guest: "demo", function: "echo",
+                              argsJSON: nil, queue: nil, priority: nil)
+        try connection.execute("UPDATE hl.schedules SET last_tick = now() - interval '5 seconds'")
+        let ticked = try XCTUnwrap(try worker.runSchedulerRound { schedules, now in
+            ([(name: schedules[0].name, tick: now.addingTimeInterval(-1))], [])
+        })
+        XCTAssertEqual(ticked.count, 1)
+        let claimed = try worker.claim(workerID: "w", queues: nil, limit: 10)
+        let parent = try XCTUnwrap(claimed.first { $0.id == firstID })
+        try worker.reportProgress(parent.attemptRef, workerID: "w", fraction: 0.25, note: "quarter")
+        XCTAssertTrue(try worker.complete(parent.attemptRef, workerID: "w", resultJSON: "{}",
+                                          children: [ChildJob(guest: "demo", function: "child")]))
+        let child = try producer.execute("SELECT parent_id, state FROM hl.my_jobs WHERE function = 'child'").singleRow()
+        XCTAssertEqual(try child.int64("parent_id"), firstID, "the child is the producer's own job")
+        XCTAssertEqual(try producer.execute("SELECT state FROM hl.my_jobs WHERE id = $1",
+                                            params: [String(try dependent.required("id", dependent.int64))]).singleRow().string("state"),
+                       "available", "released by the worker's completion")
+        XCTAssertThrowsError(try workerConnection.execute("UPDATE hl.jobs SET args = '{}' WHERE id = $1", params: [String(firstID)]))
+        XCTAssertThrowsError(try workerConnection.execute("UPDATE hl.schedules SET cron = '* * * * *'"))
+    }
+
     // MARK: Children and progress
 
     func testChildrenExistIfAndOnlyIfTheParentCompleted() throws {

@@ -130,6 +130,27 @@ final class WorkflowEndToEndTests: WorkerTestCase {
         worker.terminate()
     }
 
+    /// The C SDK's hl_enqueue: children inserted with the completion, and
+    /// a call past the per-call limit refused, failing that job with the
+    /// host's reason and inserting none of its children.
+    func testACGuestEnqueuesWithinThePerCallLimit() throws {
+        try addGuest("hello_c")
+        let ok = try insertJob("spawn", args: #"{"count":3}"#, guest: "hello_c")
+        let tooMany = try insertJob("spawn", args: #"{"count":101}"#, guest: "hello_c", maxAttempts: 1)
+        let worker = try startWorker(concurrency: 2)
+        try waitUntilAllFinal()
+        try assertCompleted(ok, result: #"{"enqueued": 3}"#)
+        let children = try sql("SELECT args::text AS args, state, result::text AS result FROM hl.jobs WHERE parent_id = $1 ORDER BY id",
+                               [String(ok)]).rows
+        XCTAssertEqual(children.map { $0.string("args") }, [#"{"n": 0}"#, #"{"n": 1}"#, #"{"n": 2}"#])
+        XCTAssertEqual(children.map { $0.string("state") }, ["completed", "completed", "completed"])
+        try assertDiscarded(tooMany, kind: "guest_error", by: worker)
+        XCTAssertTrue(try job(tooMany).errors.first?["message"].map { "\($0)" }?.contains("at most 100 jobs") ?? false)
+        XCTAssertEqual(try sql("SELECT count(*) AS n FROM hl.jobs WHERE parent_id = $1", [String(tooMany)]).singleRow().int("n"), 0,
+                       "a job that did not complete enqueued nothing")
+        worker.terminate()
+    }
+
     /// A guest's progress shows in hl.job_progress while it runs.
     func testProgressIsVisibleWhileTheJobRuns() throws {
         try addGuest("fanout")
