@@ -10,7 +10,11 @@ ALTER TABLE hl.jobs
     ADD COLUMN unique_key text,
     ADD COLUMN depends_on bigint[],
     ADD COLUMN parent_id  bigint,
-    ADD COLUMN progress   jsonb;
+    ADD COLUMN progress   jsonb,
+    -- Set when a job is named in another's depends_on, so that finishing
+    -- the (many) jobs nobody depends on never calls the release trigger.
+    -- A constant default: no rewrite either.
+    ADD COLUMN has_dependents boolean NOT NULL DEFAULT false;
 
 COMMENT ON COLUMN hl.jobs.unique_key IS
     'While a job of the same submitter with this key is pending, available, running or retryable, '
@@ -79,10 +83,11 @@ CREATE INDEX jobs_pending_by_queue ON hl.jobs (queue, run_at) WHERE state = 'pen
 -- dependency_failed error (the same end it would have met had it been
 -- inserted a moment earlier). Otherwise it waits as pending.
 --
--- The dependencies are read FOR SHARE (in id order, so that inserters do
--- not deadlock each other): a dependency cannot finish between this check
--- and the insert's commit, because its finishing UPDATE waits for the
--- lock; once it proceeds, the release trigger's queries see this row.
+-- The dependencies are locked (in id order, so that inserters do not
+-- deadlock each other) and marked has_dependents: a dependency cannot
+-- finish between this check and the insert's commit, because its
+-- finishing UPDATE waits for the lock; once it proceeds, the release
+-- trigger runs for it (has_dependents) and its queries see this row.
 -- Definer's rights: producers have no SELECT (let alone a lock) on hl.jobs.
 CREATE FUNCTION hl.jobs_check_dependencies() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -96,12 +101,14 @@ BEGIN
     INTO existing, unfinished
     FROM (SELECT j.id, j.state FROM hl.jobs AS j
           WHERE j.id = ANY (NEW.depends_on) AND j.submitted_by IS NOT DISTINCT FROM NEW.submitted_by
-          ORDER BY j.id FOR SHARE) AS d;
+          ORDER BY j.id FOR NO KEY UPDATE) AS d;
     IF existing < cardinality(NEW.depends_on) THEN
         RAISE EXCEPTION 'depends_on names a job that does not exist or was not submitted by %', NEW.submitted_by
             USING ERRCODE = 'foreign_key_violation',
                   HINT = 'A job may depend only on existing jobs of the same submitter.';
     END IF;
+    UPDATE hl.jobs AS j SET has_dependents = true
+    WHERE j.id = ANY (NEW.depends_on) AND NOT j.has_dependents;
     SELECT j.id, j.state INTO failed FROM hl.jobs AS j
     WHERE j.id = ANY (NEW.depends_on) AND j.state IN ('discarded', 'cancelled')
     ORDER BY j.id LIMIT 1;
@@ -142,7 +149,8 @@ CREATE TRIGGER jobs_check_dependencies
 --
 -- No column list (UPDATE OF state): the cancel trigger changes state in a
 -- BEFORE trigger, which a column list would not see. The WHEN condition is
--- checked without calling the function, so other updates cost nothing.
+-- checked without calling the function, so finishing a job nobody depends
+-- on, and every other update, costs nothing here.
 CREATE FUNCTION hl.jobs_release_dependents() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -182,7 +190,8 @@ $$;
 CREATE TRIGGER jobs_release_dependents
     AFTER UPDATE ON hl.jobs
     FOR EACH ROW
-    WHEN (NEW.state IN ('completed', 'discarded', 'cancelled') AND OLD.state IS DISTINCT FROM NEW.state)
+    WHEN (NEW.has_dependents AND NEW.state IN ('completed', 'discarded', 'cancelled')
+          AND OLD.state IS DISTINCT FROM NEW.state)
     EXECUTE FUNCTION hl.jobs_release_dependents();
 
 -- A pending job is cancelled on the spot like an available one (and its
