@@ -8,22 +8,35 @@ import Sandbox
 /// throttled `ProgressReporter`). One per call, on the call's thread.
 /// Every byte of a request is the guest's: each is checked, and a bad one
 /// is refused with a reason (the guest carries on) rather than failing the
-/// job.
-final class JobHostCalls: HostCallHandler {
-    struct Limits: Sendable {
+/// job. Public for the fuzz target (fuzz/), which feeds it what a guest
+/// could send.
+public final class JobHostCalls: HostCallHandler {
+    public struct Limits: Sendable {
         /// Jobs one call may enqueue.
-        var maxChildren = 100
+        public var maxChildren = 100
         /// Bytes of guest, function, args and options over all of them.
-        var maxChildBytes = 256 << 10
+        public var maxChildBytes = 256 << 10
         /// A progress note is cut to this many bytes (after escaping).
-        var maxNoteBytes = 256
+        public var maxNoteBytes = 256
+
+        public init(maxChildren: Int = 100, maxChildBytes: Int = 256 << 10, maxNoteBytes: Int = 256) {
+            self.maxChildren = maxChildren
+            self.maxChildBytes = maxChildBytes
+            self.maxNoteBytes = maxNoteBytes
+        }
     }
 
     private let attempt: JobAttempt
     private let limits: Limits
     private let progress: ProgressReporter?
-    private(set) var children: [ChildJob] = []
-    private var childBytes = 0
+    public private(set) var children: [ChildJob] = []
+    /// Bytes of the children kept so far, against `limits.maxChildBytes`.
+    public private(set) var childBytes = 0
+
+    /// Without a reporter, progress is checked and dropped.
+    public convenience init(attempt: JobAttempt, limits: Limits = Limits()) {
+        self.init(attempt: attempt, limits: limits, progress: nil)
+    }
 
     init(attempt: JobAttempt, limits: Limits = Limits(), progress: ProgressReporter?) {
         self.attempt = attempt
@@ -31,7 +44,7 @@ final class JobHostCalls: HostCallHandler {
         self.progress = progress
     }
 
-    func handle(function: UInt32, payload: [UInt8]) -> HostCallAnswer {
+    public func handle(function: UInt32, payload: [UInt8]) -> HostCallAnswer {
         switch function {
         case HL_HOSTCALL_ENQUEUE.rawValue: return enqueue(payload)
         case HL_HOSTCALL_PROGRESS.rawValue: return reportProgress(payload)
