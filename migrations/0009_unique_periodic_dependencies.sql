@@ -217,9 +217,9 @@ $$;
 -- completed, and a parent whose attempt is no longer running (rescued,
 -- retried, finished already) records nothing and inserts nothing, so a
 -- retried parent never leaves duplicates. Fenced like the worker's finish
--- (id, attempt, worker, still running, no cancellation requested: a job
--- whose cancellation was requested ends cancelled through the ordinary
--- finish instead). Returns whether it completed the job.
+-- (id, attempt, worker, still running); like it, a completion wins over a
+-- cancellation requested too late to stop the call. Returns whether it
+-- completed the job.
 --
 -- `children` is a JSON array of objects: guest, function (required), args
 -- (an object), queue (default: the parent's), priority, max_attempts,
@@ -248,7 +248,6 @@ BEGIN
     END IF;
     UPDATE hl.jobs AS j SET state = 'completed', result = job_result, finished_at = now()
     WHERE j.id = job_id AND j.state = 'running' AND j.attempt = job_attempt AND j.attempted_by = worker
-      AND j.cancel_requested_at IS NULL
     RETURNING j.* INTO parent;
     IF NOT FOUND THEN
         RETURN false;
