@@ -249,11 +249,13 @@ final class WorkflowTests: DatabaseTestCase {
         try store.addSchedule(name: "nightly", cron: "0 3 * * *", timeZone: "UTC", guest: "demo", function: "echo",
                               argsJSON: #"{"n":1}"#, queue: nil, priority: nil)
         try connection.execute("UPDATE hl.schedules SET last_tick = now() - interval '2 days'")
-        let tick = "now() - interval '1 day'"
+        // One tick value for all: each connection's now() differs.
+        let tickRow = try connection.execute("SELECT date_trunc('second', now() - interval '1 day')::text AS t").singleRow()
+        let tick = try tickRow.required("t", tickRow.string)
         let stores = try (0..<6).map { _ in try database.connect() }
         let ids = Collected<Int64>()
         DispatchQueue.concurrentPerform(iterations: stores.count) { i in
-            let row = try? stores[i].execute("SELECT hl.enqueue_tick('nightly', date_trunc('second', \(tick))) AS id").singleRow()
+            let row = try? stores[i].execute("SELECT hl.enqueue_tick('nightly', $1::timestamptz) AS id", params: [tick]).singleRow()
             if let id = try? row?.int64("id") { ids.append(id) }
         }
         XCTAssertEqual(ids.values.count, 1, "six workers, one tick, one job")
