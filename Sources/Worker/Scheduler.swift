@@ -80,6 +80,9 @@ final class Scheduler: @unchecked Sendable {
         -> (ticks: [(name: String, tick: Date)], failures: [(name: String, message: String)]) {
         var ticks: [(name: String, tick: Date)] = []
         var failures: [(name: String, message: String)] = []
+        // Forget expressions no schedule uses any more.
+        let inUse = Set(schedules.map { $0.cron + "\u{0}" + $0.timeZone })
+        parsed = parsed.filter { inUse.contains($0.key) }
         for schedule in schedules {
             let key = schedule.cron + "\u{0}" + schedule.timeZone
             let expression = parsed[key] ?? Result { () throws(CronExpression.ParseError) in
