@@ -116,6 +116,26 @@ final class WorkflowEndToEndTests: WorkerTestCase {
         runner.terminate()
     }
 
+    /// A parent killed (SIGKILL with its worker) after enqueuing, then
+    /// retried and never completing: none of its children ever exist.
+    func testAParentThatNeverCompletesLeavesNoChildren() throws {
+        try addGuest("fanout")
+        let split = try insertJob("split", args: #"{"numbers":[1,2,3],"parts":3,"guest":"fanout","then_spin":true}"#,
+                                  guest: "fanout", maxAttempts: 2, timeoutMs: 120_000)
+        let doomed = try startWorker(concurrency: 1)
+        try waitUntilRunning([split], by: doomed)
+        doomed.kill()
+        let rescuer = try startWorker(concurrency: 1, ["--rescue-after", "5", "--max-timeout-ms", "1000",
+                                                       "--default-timeout-ms", "1000"])
+        try waitUntilAllFinal(timeout: 90)
+        let parent = try job(split)
+        XCTAssertEqual(parent.state, "discarded", "\(parent)")
+        XCTAssertEqual(parent.errors.map { $0["kind"] as? String }, ["worker_lost", "timeout"], "\(parent)")
+        XCTAssertEqual(try sql("SELECT count(*) AS n FROM hl.jobs").singleRow().int("n"), 1,
+                       "two attempts enqueued three jobs each; neither completed, so none exists")
+        rescuer.terminate()
+    }
+
     /// A failed part cancels the combine job waiting on it.
     func testAFailedPartCancelsTheCombineJob() throws {
         try addGuest("fanout")

@@ -15,7 +15,8 @@ struct FanOut: Guest {
 }
 
 /// args: {"numbers": [Int], "parts": Int, "guest": this guest's registered
-/// name, "queue": the children's queue (default: the parent's)}
+/// name, "queue": the children's queue (default: the parent's), "then_spin":
+/// true to spin after enqueuing instead of completing}
 func split(_ args: JSON) throws(GuestError) -> JSON {
     let options: JSON = args["queue"]?.string.map { ["queue": .string($0)] } ?? [:]
     guard let numbers = args["numbers"]?.array else { throw GuestError("numbers must be a list of integers") }
@@ -44,6 +45,10 @@ func split(_ args: JSON) throws(GuestError) -> JSON {
                         options: combineOptions) {
     case .success: break
     case .failure(let error): throw error
+    }
+    // For tests: a parent that never completes, whatever it enqueued.
+    if args["then_spin"]?.bool == true {
+        while true {}
     }
     return ["parts": .int(Int64(parts))]
 }
