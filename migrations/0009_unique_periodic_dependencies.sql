@@ -78,7 +78,8 @@ CREATE INDEX jobs_pending_by_queue ON hl.jobs (queue, run_at) WHERE state = 'pen
 
 -- A job inserted with depends_on: every dependency must be a job of the
 -- same submitter (so no tenant learns of, or waits on, another's jobs).
--- All completed: the job is runnable as inserted. One discarded or
+-- All completed: the job is runnable as inserted, with their results in
+-- args.hl_dependency_results. One discarded or
 -- cancelled: it can never run, and is inserted cancelled with a
 -- dependency_failed error (the same end it would have met had it been
 -- inserted a moment earlier). Otherwise it waits as pending.
@@ -120,6 +121,12 @@ BEGIN
             'message', format('dependency %s ended %s', failed.id, failed.state), 'worker', NULL));
     ELSIF unfinished > 0 AND NEW.state = 'available' THEN
         NEW.state := 'pending';
+    ELSIF unfinished = 0 AND jsonb_typeof(NEW.args) = 'object' THEN
+        -- Runnable at once: it gets its dependencies' results now, as a
+        -- released job does (see jobs_release_dependents).
+        NEW.args := NEW.args || jsonb_build_object('hl_dependency_results',
+            (SELECT coalesce(jsonb_agg(jsonb_build_object('id', d.id, 'result', d.result) ORDER BY d.id), '[]')
+             FROM hl.jobs AS d WHERE d.id = ANY (NEW.depends_on)));
     END IF;
     RETURN NEW;
 END

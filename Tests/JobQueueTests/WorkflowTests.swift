@@ -144,7 +144,16 @@ final class WorkflowTests: DatabaseTestCase {
         XCTAssertEqual(try state(d), "pending")
         try store.finish([.completed(id: b, attempt: 1, workerID: "w", resultJSON: "{}")])
         XCTAssertEqual(try state(d), "available")
-        XCTAssertEqual(try store.claim(workerID: "w", queues: nil, limit: 10).map(\.id), [d])
+        let released = try store.claim(workerID: "w", queues: nil, limit: 10)
+        XCTAssertEqual(released.map(\.id), [d])
+        XCTAssertEqual(released.first?.argsJSON,
+                       #"{"hl_dependency_results": [{"id": \#(a), "result": {}}, {"id": \#(b), "result": {}}]}"#,
+                       "a released job gets its dependencies' results")
+        // Inserted once every dependency completed: runnable at once, with the results too.
+        let late = try insert("late", dependsOn: [a])
+        XCTAssertEqual(try state(late), "available")
+        let row = try connection.execute("SELECT args::text AS args FROM hl.jobs WHERE id = $1", params: [String(late)]).singleRow()
+        XCTAssertEqual(row.string("args"), #"{"hl_dependency_results": [{"id": \#(a), "result": {}}]}"#)
     }
 
     func testAFailedDependencyCancelsItsDependentsRecursively() throws {
