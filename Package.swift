@@ -72,7 +72,7 @@ let package = Package(
         // A plain build makes corpus replayers of them; the fuzz build
         // (-sanitize=fuzzer -DFUZZING) makes libFuzzer programs.
         .systemLibrary(name: "CLibFuzzer", path: "fuzz/Sources/CLibFuzzer"),
-        .target(name: "FuzzChecks", dependencies: ["CLibFuzzer", "CGuestABI", "MicroVM", "Sandbox", "Worker"],
+        .target(name: "FuzzChecks", dependencies: ["CLibFuzzer", "CGuestABI", "MicroVM", "Sandbox", "JobQueue", "Worker"],
                 path: "fuzz/Sources/FuzzChecks"),
         .executableTarget(name: "fuzz-elf", dependencies: ["FuzzChecks"], path: "fuzz/Sources/fuzz-elf"),
         .executableTarget(name: "fuzz-result", dependencies: ["FuzzChecks"], path: "fuzz/Sources/fuzz-result"),

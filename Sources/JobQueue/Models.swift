@@ -2,6 +2,8 @@ import Foundation
 
 /// The states of `hl.jobs.state`.
 public enum JobState: String, Sendable, CaseIterable {
+    /// Waiting for the jobs in its `depends_on` to complete.
+    case pending
     case available, running, retryable, completed, discarded, cancelled
 }
 
@@ -24,6 +26,8 @@ public enum JobErrorKind: String, Sendable, CaseIterable {
     case invalidJob = "invalid_job"
     case workerLost = "worker_lost"
     case cancelled
+    /// A job it depended on ended discarded or cancelled.
+    case dependencyFailed = "dependency_failed"
 }
 
 /// One attempt of one job: what fences every write a worker makes.

@@ -284,6 +284,24 @@ enum Queries {
             RETURNING id
             """)
 
+    /// `enqueue` with $11 a unique key: no row when a job of this submitter
+    /// with that key is pending, available, running or retryable. The
+    /// conflict target is the one documented for users (migration 0009).
+    static let enqueueUnique = Query(
+        name: "hl_enqueue_unique",
+        sql: """
+            INSERT INTO hl.my_jobs
+                (guest, function, args, queue, priority, run_at,
+                 max_attempts, timeout_ms, memory_mb, vm, unique_key)
+            VALUES ($1::text, $2::text, coalesce($3::jsonb, '{}'), coalesce($4::text, 'default'),
+                    coalesce($5::smallint, 0), coalesce(to_timestamp($6::float8), now()),
+                    coalesce($7::integer, 3), $8::integer, $9::integer, $10::text, $11::text)
+            ON CONFLICT (submitted_by, unique_key)
+                WHERE unique_key IS NOT NULL AND state IN ('pending', 'available', 'running', 'retryable')
+                DO NOTHING
+            RETURNING id
+            """)
+
     // MARK: Operations
 
     static let pauseQueue = Query(name: "hl_pause_queue", sql: "SELECT hl.pause_queue($1::text) AS changed")
@@ -349,6 +367,80 @@ enum Queries {
                    extract(epoch FROM created_at)::float8 AS created_at,
                    extract(epoch FROM updated_at)::float8 AS updated_at
             FROM hl.guests ORDER BY name
+            """)
+
+    // MARK: Schedules, children and progress (migration 0009)
+
+    /// ("hl-sched" in ASCII): one scheduler round at a time per database.
+    static let schedulerLockKey: Int64 = 0x686C_2D73_6368_6564
+
+    static let tryLockScheduler = Query(
+        name: "hl_try_lock_scheduler", sql: "SELECT pg_try_advisory_xact_lock($1::bigint) AS locked")
+
+    /// The enabled schedules and the database's clock, which ticks are
+    /// measured against (not the worker's).
+    static let dueSchedules = Query(
+        name: "hl_due_schedules",
+        sql: """
+            SELECT name, cron, time_zone, extract(epoch FROM last_tick)::float8 AS last_tick,
+                   extract(epoch FROM now())::float8 AS now
+            FROM hl.schedules WHERE enabled ORDER BY name
+            """)
+
+    /// $1 schedule, $2 tick (epoch seconds).
+    static let enqueueTick = Query(
+        name: "hl_enqueue_tick", sql: "SELECT hl.enqueue_tick($1::text, to_timestamp($2::float8)) AS id")
+
+    static let scheduleFailed = Query(
+        name: "hl_schedule_failed", sql: "SELECT hl.schedule_failed($1::text, $2::text)")
+
+    /// $1...$8 the schedule; last_tick starts now, so nothing from before
+    /// it was added runs.
+    static let addSchedule = Query(
+        name: "hl_add_schedule",
+        sql: """
+            INSERT INTO hl.schedules (name, cron, time_zone, guest, function, args, queue, priority)
+            VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, coalesce($6::jsonb, '{}'),
+                    coalesce($7::text, 'default'), coalesce($8::smallint, 0))
+            """)
+
+    static let removeSchedule = Query(
+        name: "hl_remove_schedule", sql: "DELETE FROM hl.schedules WHERE name = $1::text")
+
+    /// $1 name, $2 enabled. Resuming starts from now: ticks missed while
+    /// paused do not run.
+    static let enableSchedule = Query(
+        name: "hl_enable_schedule",
+        sql: """
+            UPDATE hl.schedules SET enabled = $2::boolean, updated_at = now(),
+                last_tick = CASE WHEN $2::boolean THEN greatest(last_tick, now()) ELSE last_tick END
+            WHERE name = $1::text AND enabled <> $2::boolean
+            """)
+
+    static let listSchedules = Query(
+        name: "hl_list_schedules",
+        sql: """
+            SELECT name, cron, time_zone, guest, function, queue, enabled,
+                   extract(epoch FROM last_tick)::float8 AS last_tick, last_job_id, last_error
+            FROM hl.schedule_status ORDER BY name
+            """)
+
+    /// $1 id, $2 attempt, $3 worker, $4 result, $5 children (JSON array):
+    /// hl.complete_with_children, true when it completed the job.
+    static let completeWithChildren = Query(
+        name: "hl_complete_with_children",
+        sql: """
+            SELECT hl.complete_with_children($1::bigint, $2::integer, $3::text, $4::jsonb, $5::jsonb) AS completed
+            """)
+
+    /// $1 id, $2 attempt, $3 worker, $4 fraction, $5 note: fenced like a
+    /// finish, so a late report from an old attempt changes nothing.
+    static let reportProgress = Query(
+        name: "hl_report_progress",
+        sql: """
+            UPDATE hl.jobs SET progress = jsonb_build_object(
+                'attempt', $2::integer, 'fraction', $4::float8, 'note', $5::text, 'at', now())
+            WHERE id = $1::bigint AND state = 'running' AND attempt = $2::integer AND attempted_by = $3::text
             """)
 
     // MARK: Notifications

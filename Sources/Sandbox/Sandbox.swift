@@ -59,6 +59,8 @@ public final class Sandbox: @unchecked Sendable {
     /// reset (the dirty log only sees the guest's own writes).
     var hostWrittenInput: UInt64 = 0
     var hostWroteHostCallArea = false
+    /// The current call's handler for other host functions, if any.
+    private var hostCallHandler: (any HostCallHandler)?
 
     public init(kvm: KVM, image: GuestImage, configuration: SandboxConfiguration = .init(),
                 logger: Logger = Logger(label: "hl.sandbox")) throws(SandboxError) {
@@ -216,11 +218,16 @@ public final class Sandbox: @unchecked Sendable {
 
     /// Calls `function` with `input` and returns the guest's result bytes.
     /// An unknown_function error names the functions the guest has.
-    public func call(_ function: String, input: [UInt8], limits: CallLimits = .init()) throws(SandboxError) -> [UInt8] {
+    /// `hostCalls` answers the host functions the sandbox does not know
+    /// itself during this call (see `HostCallHandler`).
+    public func call(_ function: String, input: [UInt8], limits: CallLimits = .init(),
+                     hostCalls: (any HostCallHandler)? = nil) throws(SandboxError) -> [UInt8] {
         guard !function.hasPrefix(HL_RESERVED_PREFIX) else {
             throw .unknownFunction("function names starting with \(HL_RESERVED_PREFIX) are reserved")
         }
         do {
+            hostCallHandler = hostCalls
+            defer { hostCallHandler = nil }
             return try perform(function, input: input, limits: limits)
         } catch {
             // The guest answered normally, so the VM is fit to answer one
@@ -459,8 +466,19 @@ public final class Sandbox: @unchecked Sendable {
                 clock_gettime(CLOCK_REALTIME, &now)
                 let nanoseconds = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
                 reply = withUnsafeBytes(of: nanoseconds.littleEndian) { Array($0) }
-            case .unknown:
-                status = HL_HOSTCALL_UNKNOWN
+            case .unknown(let function):
+                switch hostCallHandler?.handle(function: function, payload: payload) ?? .unknown {
+                case .ok(let bytes):
+                    guard bytes.count <= layout.hostCall.count - headerSize else {
+                        throw SandboxError.host(.invalidArgument("a host-call reply of \(bytes.count) bytes does not fit the area"))
+                    }
+                    reply = bytes
+                case .refused(let reason):
+                    status = HL_HOSTCALL_REFUSED
+                    reply = Array(Array(reason.utf8).prefix(layout.hostCall.count - headerSize))
+                case .unknown:
+                    status = HL_HOSTCALL_UNKNOWN
+                }
             }
             let header = hl_hostcall_reply(magic: HL_HOSTCALL_MAGIC, status: status.rawValue,
                                            len: UInt32(reply.count), reserved: 0)

@@ -27,9 +27,15 @@ final class JobRunner: @unchecked Sendable {
     let recycled: RecycledSandboxPool
     let metrics: WorkerMetrics
     let logger: Logger
+    /// Guest host calls about the job (enqueue, progress); nil answers
+    /// them as unknown functions.
+    let children: ChildCompleter?
+    let progress: ProgressReporter?
 
     init(configuration: WorkerConfiguration, fresh: FreshSandboxFactory, recycled: RecycledSandboxPool,
-         metrics: WorkerMetrics, logger: Logger) {
+         metrics: WorkerMetrics, logger: Logger, children: ChildCompleter? = nil, progress: ProgressReporter? = nil) {
+        self.children = children
+        self.progress = progress
         self.configuration = configuration
         self.fresh = fresh
         self.recycled = recycled
@@ -141,8 +147,9 @@ final class JobRunner: @unchecked Sendable {
         case .cancelled: throw SandboxError.cancelled
         case .shuttingDown: throw HandBack()
         }
+        let hostCalls = children.map { _ in JobHostCalls(attempt: job.attemptRef, progress: progress) }
         let result = Result { () throws(SandboxError) -> [UInt8] in
-            try sandbox.call(job.function, input: Array(job.argsJSON.utf8), limits: limits)
+            try sandbox.call(job.function, input: Array(job.argsJSON.utf8), limits: limits, hostCalls: hostCalls)
         }
         let stoppedForShutdown = control.end()
         switch result {
@@ -150,8 +157,12 @@ final class JobRunner: @unchecked Sendable {
             guard JSONValidator.isValid(bytes) else {
                 throw SandboxError.invalidOutput("the guest returned \(bytes.count) bytes that are not JSON")
             }
+            let resultJSON = String(decoding: bytes, as: UTF8.self)
+            if let hostCalls, let children, !hostCalls.children.isEmpty {
+                return .finished(children.complete(job, resultJSON: resultJSON, children: hostCalls.children))
+            }
             return .finished(.completed(id: job.id, attempt: job.attempt, workerID: configuration.workerID,
-                                        resultJSON: String(decoding: bytes, as: UTF8.self)))
+                                        resultJSON: resultJSON))
         case .failure(.cancelled) where stoppedForShutdown:
             return .handBack(job.attemptRef)
         case .failure(let error):

@@ -144,8 +144,12 @@ public final class WorkerService: @unchecked Sendable {
                                            idleLifetime: configuration.recycledIdleLifetime, limit: limit,
                                            reaper: reaper, logger: logger.with(component: "recycled-vms"))
         let completer = JobCompleter(session: session("completer"), logger: logger.with(component: "completer"))
+        let progress = ProgressReporter(session: session("progress"), workerID: configuration.workerID,
+                                        logger: logger.with(component: "progress"))
+        let childCompleter = ChildCompleter(session: session("children"), workerID: configuration.workerID,
+                                            logger: logger.with(component: "children"))
         let runner = JobRunner(configuration: configuration, fresh: fresh, recycled: recycled, metrics: metrics,
-                               logger: logger.with(component: "jobs"))
+                               logger: logger.with(component: "jobs"), children: childCompleter, progress: progress)
         let executor = JobExecutor(concurrency: configuration.concurrency, prefetch: configuration.prefetchDepth,
                                    runner: runner, completer: completer)
         let producer = JobProducer(configuration: configuration, session: session("producer"), listener: listener,
@@ -166,7 +170,10 @@ public final class WorkerService: @unchecked Sendable {
             logger.info("serving /metrics and /healthz", metadata: ["port": "\(operations!.port)"])
         }
         defer { operations?.stop() }
+        let scheduler = Scheduler(session: session("scheduler"), logger: logger.with(component: "scheduler"))
         maintenance.start()
+        scheduler.start()
+        progress.start()
         producer.start()
         logger.info("worker started", metadata: [
             "concurrency": "\(configuration.concurrency)", "vm": "\(configuration.defaultVM.rawValue)",
@@ -177,12 +184,14 @@ public final class WorkerService: @unchecked Sendable {
 
         stopRequested.wait()
         logger.info("stopping: no new claims; waiting for running jobs", metadata: ["grace_s": "\(configuration.shutdownGrace)"])
+        scheduler.stop()
         producer.stop()
         let leftOver = executor.drain(grace: configuration.shutdownGrace)
         if !completer.flush(timeout: 30) {
             logger.error("some outcomes could not be written; those jobs will be rescued", metadata: ["count": "\(completer.backlog)"])
         }
         completer.stop()
+        progress.stop()
         if !leftOver.isEmpty {
             let handed = maintenanceSession.runRetrying(shouldStop: { false }) { store in
                 try store.requeue(leftOver, worker: info)

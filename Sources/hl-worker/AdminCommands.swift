@@ -74,6 +74,8 @@ struct EnqueueCommand: ParsableCommand {
     @Option var priority: Int?
     @Option(help: "When to run it (ISO 8601); default now.") var runAt: String?
     @Option var maxAttempts: Int?
+    @Option(help: "Insert nothing while a job of yours with this key is pending, available, running or retryable.")
+    var uniqueKey: String?
 
     func run() throws {
         try reportingFailures {
@@ -85,6 +87,17 @@ struct EnqueueCommand: ParsableCommand {
                 when = parsed
             }
             do {
+                if let uniqueKey {
+                    guard let id = try database.connect().enqueue(
+                        uniqueKey: uniqueKey, guest: guest, function: function, argsJSON: args, queue: queue,
+                        priority: priority, runAt: when, maxAttempts: maxAttempts)
+                    else {
+                        FileHandle.standardError.write(Data("a job with unique key \(uniqueKey) is already waiting or running\n".utf8))
+                        return
+                    }
+                    print(id)
+                    return
+                }
                 let id = try database.connect().enqueue(guest: guest, function: function, argsJSON: args, queue: queue,
                                                         priority: priority, runAt: when, maxAttempts: maxAttempts)
                 print(id)
@@ -103,7 +116,8 @@ struct StatusCommand: ParsableCommand {
 
     func run() throws {
         try reportingFailures {
-            let status = try database.connect().status()
+            let store = try database.connect()
+            let status = try store.status()
             print("QUEUE\tSTATE\tCOUNT\tOLDEST RUN_AT")
             for row in status.queues {
                 // Queue names are whatever a job's submitter wrote.
@@ -113,6 +127,7 @@ struct StatusCommand: ParsableCommand {
             for worker in status.workers {
                 print("\(worker.id)\t\(worker.host)\t\(worker.pid)\t\(worker.concurrency)\t\(worker.runningJobs)\t\(worker.heartbeatAt)")
             }
+            try ScheduleCommand.printStatus(store)
         }
     }
 }

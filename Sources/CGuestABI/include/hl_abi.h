@@ -143,6 +143,33 @@ enum hl_hostcall_function {
     HL_HOSTCALL_LOG = 1,
     /* payload: empty. reply payload: uint64 nanoseconds since the Unix epoch. */
     HL_HOSTCALL_WALL_CLOCK = 2,
+    /* Asks for a new job, inserted only if and when this call's job
+     * completes (in the same transaction as its result; a call that fails
+     * enqueues nothing). payload: struct hl_enqueue_request, then the
+     * guest name, the function name, the args (a JSON object) and the
+     * options (a JSON object, or nothing), back to back. Options: "queue"
+     * (default: the parent's), "priority", "max_attempts", "unique_key",
+     * and "after": indexes of jobs this call enqueued earlier that the new
+     * one waits for. reply payload: uint32 index of the new job among this
+     * call's (0, 1, ...). HL_HOSTCALL_REFUSED, with a UTF-8 reason as the
+     * reply payload, for an invalid request or one past the host's limits
+     * on jobs and bytes per call. */
+    HL_HOSTCALL_ENQUEUE = 3,
+    /* Reports how far the job has got. payload: uint32 parts per million
+     * done (0 to 1000000), then a UTF-8 note. reply payload: empty. The
+     * host stores the latest report on the job, at most about once a
+     * second (reports in between are replaced, not queued).
+     * HL_HOSTCALL_REFUSED for a fraction over 1000000. */
+    HL_HOSTCALL_PROGRESS = 4,
+};
+
+/* The head of an HL_HOSTCALL_ENQUEUE payload: the lengths of the four byte
+ * strings that follow it. */
+struct hl_enqueue_request {
+    uint32_t guest_len;
+    uint32_t function_len;
+    uint32_t args_len;
+    uint32_t options_len;
 };
 
 enum hl_log_level {
@@ -164,6 +191,7 @@ struct hl_hostcall_request {
 enum hl_hostcall_status {
     HL_HOSTCALL_OK = 0,
     HL_HOSTCALL_UNKNOWN = 1,        /* no such host function */
+    HL_HOSTCALL_REFUSED = 2,        /* the host declined; reply payload: a UTF-8 reason */
 };
 
 struct hl_hostcall_reply {
@@ -216,5 +244,6 @@ _Static_assert(sizeof(struct hl_call_header) == 16, "hl_call_header layout");
 _Static_assert(sizeof(struct hl_result_header) == 16, "hl_result_header layout");
 _Static_assert(sizeof(struct hl_hostcall_request) == 16, "hl_hostcall_request layout");
 _Static_assert(sizeof(struct hl_hostcall_reply) == 16, "hl_hostcall_reply layout");
+_Static_assert(sizeof(struct hl_enqueue_request) == 16, "hl_enqueue_request layout");
 
 #endif /* HL_ABI_H */

@@ -1,5 +1,8 @@
 import CGuestABI
+import Foundation
+import JobQueue
 import Sandbox
+import Worker
 
 /// What a guest leaves in the host-call area when it calls the host. The
 /// input is the area's contents. Invariants, for every area size tried:
@@ -9,7 +12,11 @@ import Sandbox
 ///   input's end) decodes to the function the header named: a log request
 ///   carries the payload's level and exactly the bytes after it, a wall
 ///   clock request needs nothing, any other function is unknown, and only
-///   a log payload shorter than its level is malformed.
+///   a log payload shorter than its level is malformed;
+/// - the worker's handler for the functions the sandbox does not know
+///   (enqueue, progress) answers every payload: an accepted enqueue keeps
+///   one child whose args are a JSON object, within the per-call limits,
+///   and replies with its index; a refused one keeps nothing.
 enum HostCallCheck {
     static let headerSize = GuestMessageDecoder.headerSize
     /// The default host-call area, a page, and the smallest area with room
@@ -46,8 +53,38 @@ enum HostCallCheck {
         case .unknown(let unknown):
             expect(unknown == function && function != HL_HOSTCALL_LOG.rawValue && function != HL_HOSTCALL_WALL_CLOCK.rawValue,
                    "unknown only for functions there are not")
+            checkJobHostCall(function: function, payload: payload)
         case .malformed:
             expect(function == HL_HOSTCALL_LOG.rawValue && payload.count < 4, "malformed only for a log without a level")
+        }
+    }
+
+    /// Twice, so that a second request sees the first one's child.
+    static func checkJobHostCall(function: UInt32, payload: [UInt8]) {
+        let limits = JobHostCalls.Limits(maxChildren: 2, maxChildBytes: 1 << 20)
+        let calls = JobHostCalls(attempt: JobAttempt(id: 1, attempt: 1), limits: limits)
+        for _ in 0..<2 {
+            let before = calls.children.count
+            let answer = calls.handle(function: function, payload: payload)
+            switch answer {
+            case .ok(let reply) where function == HL_HOSTCALL_ENQUEUE.rawValue:
+                expect(calls.children.count == before + 1, "an accepted enqueue keeps one child")
+                expect(reply == withUnsafeBytes(of: UInt32(before).littleEndian) { Array($0) }, "the reply is its index")
+                let child = calls.children[before]
+                expect(JSONValidator.isObject(Array(child.args.utf8)), "a child's args are a JSON object")
+                expect(child.after.allSatisfy { (0..<before).contains($0) }, "after names earlier children only")
+                expect(calls.childBytes <= limits.maxChildBytes, "within the byte limit")
+            case .ok(let reply):
+                expect(function == HL_HOSTCALL_PROGRESS.rawValue && reply.isEmpty && payload.count >= 4,
+                       "only enqueue and progress are answered")
+            case .refused:
+                expect(calls.children.count == before, "a refused request keeps nothing")
+                expect(function == HL_HOSTCALL_ENQUEUE.rawValue || function == HL_HOSTCALL_PROGRESS.rawValue,
+                       "only the job's functions refuse")
+            case .unknown:
+                expect(function != HL_HOSTCALL_ENQUEUE.rawValue && function != HL_HOSTCALL_PROGRESS.rawValue,
+                       "enqueue and progress are known")
+            }
         }
     }
 }

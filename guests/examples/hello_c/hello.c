@@ -80,9 +80,43 @@ static void log_flood(const uint8_t *input, size_t len)
     hl_return(out, n);
 }
 
+/* spawn {"count"} -> {"enqueued"}: asks the host for `count` echo jobs of
+ * this guest (args {"n": i}), reporting progress as it goes; the first
+ * refusal fails the call with the host's reason. */
+static void spawn(const uint8_t *input, size_t len)
+{
+    int64_t count;
+    if (!hl_json_get_i64(input, len, "count", &count) || count < 0 || count > 100000) {
+        hl_return_error("spawn needs an integer argument \"count\" in 0...100000");
+        return;
+    }
+    static const char prefix[] = "{\"n\":";
+    char args[sizeof prefix - 1 + HL_I64_MAX_DIGITS + 1];
+    char reason[160];
+    for (int64_t i = 0; i < count; i++) {
+        size_t n = sizeof prefix - 1;
+        memcpy(args, prefix, n);
+        n += hl_format_i64(i, args + n);
+        args[n++] = '}';
+        if (hl_enqueue("hello_c", "echo", args, n, NULL, 0, reason, sizeof reason) < 0) {
+            hl_return_error(reason);
+            return;
+        }
+        hl_progress((uint32_t)((i + 1) * 1000000 / count), "spawning", 8);
+    }
+    static const char done[] = "{\"enqueued\":";
+    char out[sizeof done - 1 + HL_I64_MAX_DIGITS + 1];
+    size_t n = sizeof done - 1;
+    memcpy(out, done, n);
+    n += hl_format_i64(count, out + n);
+    out[n++] = '}';
+    hl_return(out, n);
+}
+
 HL_FUNCTIONS(
     {"echo", echo},
     {"add", add},
     {"log", log_message},
     {"log_flood", log_flood},
+    {"spawn", spawn},
 )

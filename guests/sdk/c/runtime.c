@@ -276,9 +276,24 @@ static int call_is(const char *name)
  * reply_capacity bytes of the reply's payload into reply. Returns the reply
  * payload's length, or -1 if the host did not answer with a well-formed OK
  * reply. */
+static long host_request(uint32_t function, const void *head, size_t head_len, const void *body, size_t body_len,
+                         void *reply, size_t reply_capacity, uint32_t *status);
+
 static long host_call(uint32_t function, const void *head, size_t head_len, const void *body, size_t body_len,
                       void *reply, size_t reply_capacity)
 {
+    uint32_t status;
+    long len = host_request(function, head, head_len, body, body_len, reply, reply_capacity, &status);
+    return status == HL_HOSTCALL_OK ? len : -1;
+}
+
+/* Like host_call, but for any status the host answered with (in *status,
+ * HL_HOSTCALL_UNKNOWN when the reply was malformed): the reply's payload is
+ * copied whatever the status. */
+static long host_request(uint32_t function, const void *head, size_t head_len, const void *body, size_t body_len,
+                         void *reply, size_t reply_capacity, uint32_t *status)
+{
+    *status = HL_HOSTCALL_UNKNOWN;
     const struct hl_boot_info *boot = BOOT;
     size_t header_size = sizeof(struct hl_hostcall_request);
     if (boot->hostcall_size < header_size || head_len + body_len > boot->hostcall_size - header_size)
@@ -287,7 +302,9 @@ static long host_call(uint32_t function, const void *head, size_t head_len, cons
     struct hl_hostcall_request *request = (struct hl_hostcall_request *)(uintptr_t)boot->hostcall_addr;
     uint8_t *payload = (uint8_t *)(request + 1);
     memcpy(payload, head, head_len);
-    memcpy(payload + head_len, body, body_len);
+    /* hl_enqueue writes its body in place already. */
+    if (body != payload + head_len)
+        memcpy(payload + head_len, body, body_len);
     request->magic = HL_HOSTCALL_MAGIC;
     request->function = function;
     request->len = (uint32_t)(head_len + body_len);
@@ -296,9 +313,9 @@ static long host_call(uint32_t function, const void *head, size_t head_len, cons
     port_out(HL_PORT_HOSTCALL);
 
     const struct hl_hostcall_reply *answer = (const struct hl_hostcall_reply *)(uintptr_t)boot->hostcall_addr;
-    if (answer->magic != HL_HOSTCALL_MAGIC || answer->status != HL_HOSTCALL_OK ||
-        answer->len > boot->hostcall_size - header_size)
+    if (answer->magic != HL_HOSTCALL_MAGIC || answer->len > boot->hostcall_size - header_size)
         return -1;
+    *status = answer->status;
     size_t len = answer->len;
     memcpy(reply, answer + 1, len < reply_capacity ? len : reply_capacity);
     return (long)len;
@@ -310,6 +327,72 @@ void hl_log(uint32_t level, const void *message, size_t len)
     size_t overhead = sizeof(struct hl_hostcall_request) + sizeof level;
     room = room > overhead ? room - overhead : 0;
     host_call(HL_HOSTCALL_LOG, &level, sizeof level, message, utf8_prefix(message, len, room), NULL, 0);
+}
+
+long hl_enqueue(const char *guest, const char *function, const void *args, size_t args_len,
+                const void *options, size_t options_len, char *reason, size_t reason_capacity)
+{
+    struct hl_enqueue_request head = {
+        .guest_len = (uint32_t)strlen(guest),
+        .function_len = (uint32_t)strlen(function),
+        .args_len = (uint32_t)args_len,
+        .options_len = (uint32_t)options_len,
+    };
+    size_t total = (size_t)head.guest_len + head.function_len + args_len + options_len;
+    size_t room = BOOT->hostcall_size > sizeof(struct hl_hostcall_request) + sizeof head
+                      ? BOOT->hostcall_size - sizeof(struct hl_hostcall_request) - sizeof head
+                      : 0;
+    if (reason_capacity > 0)
+        reason[0] = 0;
+    if (total > room) {
+        static const char too_big[] = "the request does not fit the host-call area";
+        if (reason_capacity > 0) {
+            size_t n = sizeof too_big - 1 < reason_capacity - 1 ? sizeof too_big - 1 : reason_capacity - 1;
+            memcpy(reason, too_big, n);
+            reason[n] = 0;
+        }
+        return -1;
+    }
+    /* The four strings go after the header back to back; host_request
+     * takes one body, so they are copied into the area's payload here. */
+    const struct hl_boot_info *boot = BOOT;
+    uint8_t *body = (uint8_t *)(uintptr_t)boot->hostcall_addr + sizeof(struct hl_hostcall_request) + sizeof head;
+    size_t at = 0;
+    memmove(body + at, guest, head.guest_len);
+    at += head.guest_len;
+    memmove(body + at, function, head.function_len);
+    at += head.function_len;
+    memmove(body + at, args, args_len);
+    at += args_len;
+    memmove(body + at, options, options_len);
+
+    uint8_t reply[256];
+    uint32_t status;
+    long len = host_request(HL_HOSTCALL_ENQUEUE, &head, sizeof head, body, total, reply, sizeof reply, &status);
+    if (status == HL_HOSTCALL_OK && len == 4) {
+        uint32_t index;
+        memcpy(&index, reply, sizeof index);
+        return (long)index;
+    }
+    if (reason_capacity > 0) {
+        size_t n = len < 0 ? 0 : (size_t)len;
+        if (n > sizeof reply)
+            n = sizeof reply;
+        if (n > reason_capacity - 1)
+            n = reason_capacity - 1;
+        memcpy(reason, reply, n);
+        reason[n] = 0;
+    }
+    return -1;
+}
+
+int hl_progress(uint32_t parts_per_million, const void *note, size_t len)
+{
+    size_t room = BOOT->hostcall_size;
+    size_t overhead = sizeof(struct hl_hostcall_request) + sizeof parts_per_million;
+    room = room > overhead ? room - overhead : 0;
+    return host_call(HL_HOSTCALL_PROGRESS, &parts_per_million, sizeof parts_per_million, note,
+                     utf8_prefix(note, len, room), NULL, 0) >= 0;
 }
 
 uint64_t hl_wall_clock_ns(void)

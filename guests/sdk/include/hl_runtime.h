@@ -36,6 +36,20 @@ void hl_report_unknown_function(void);
 void hl_log(uint32_t level, const void *message, size_t len);
 uint64_t hl_wall_clock_ns(void);
 
+/* Asks for a new job (HL_HOSTCALL_ENQUEUE), inserted only when this call's
+ * job completes, in the same transaction. guest and function are
+ * NUL-terminated; args is a JSON object (empty means {}); options a JSON
+ * object or empty (see hl_abi.h). Returns the job's index among this call's
+ * (for "after"), or -1 with a NUL-terminated reason in reason (when
+ * reason_capacity > 0) if the host refused it. */
+long hl_enqueue(const char *guest, const char *function, const void *args, size_t args_len,
+                const void *options, size_t options_len, char *reason, size_t reason_capacity);
+
+/* Reports progress (HL_HOSTCALL_PROGRESS): parts per million done, and a
+ * UTF-8 note. The host keeps the latest, written about once a second.
+ * Returns 1 if the host accepted it. */
+int hl_progress(uint32_t parts_per_million, const void *note, size_t len);
+
 /* The heap's free bytes in total, and the largest single allocation that
  * would succeed now; a guest can stay short of out_of_memory with them. */
 size_t hl_heap_free_bytes(void);

@@ -47,3 +47,46 @@ public enum GuestRuntime {
         hl_crash()
     }
 }
+
+/// Jobs a guest asks for and progress it reports: they concern the job the
+/// call runs for.
+extension Host {
+    /// Asks for a new job, inserted only if and when this call's job
+    /// completes, in the same transaction as its result. `options` may set
+    /// "queue", "priority", "max_attempts", "unique_key" and "after" (indexes
+    /// returned by earlier calls, jobs the new one waits for). Returns the
+    /// new job's index among this call's, or the host's reason for refusing.
+    public static func enqueue(guest: String, function: String, args: JSON = [:],
+                               options: JSON = [:]) -> Result<Int, GuestError> {
+        let argsBytes = args.encoded()
+        let optionsBytes = options.encoded()
+        var reason = [CChar](repeating: 0, count: 256)
+        let index = guest.withCString { guestName in
+            function.withCString { functionName in
+                argsBytes.withUnsafeBufferPointer { argsBuffer in
+                    optionsBytes.withUnsafeBufferPointer { optionsBuffer in
+                        reason.withUnsafeMutableBufferPointer { reasonBuffer in
+                            hl_enqueue(guestName, functionName, argsBuffer.baseAddress, argsBuffer.count,
+                                       optionsBuffer.baseAddress, optionsBuffer.count,
+                                       reasonBuffer.baseAddress, reasonBuffer.count)
+                        }
+                    }
+                }
+            }
+        }
+        guard index >= 0 else {
+            let bytes = reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+            return .failure(GuestError("enqueue refused: " + String(decoding: bytes, as: UTF8.self)))
+        }
+        return .success(index)
+    }
+
+    /// Reports how far the job has got (`fraction` from 0 to 1) with a
+    /// short note. The host keeps the latest, written about once a second.
+    @discardableResult
+    public static func progress(_ fraction: Double, note: String = "") -> Bool {
+        let clamped = fraction.isNaN ? 0 : min(max(fraction, 0), 1)
+        var note = note
+        return note.withUTF8 { hl_progress(UInt32(clamped * 1_000_000), $0.baseAddress, $0.count) } != 0
+    }
+}
