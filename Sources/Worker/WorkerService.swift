@@ -90,6 +90,19 @@ public final class WorkerService: @unchecked Sendable {
     }
 
     public func run() throws {
+        // Listening from the start: a probe reads 503 (not a refused
+        // connection) until the database is reached and the heartbeat runs.
+        var operations: OperationsServer?
+        if let port = configuration.metricsPort, let registry {
+            do {
+                operations = try OperationsServer(port: port, host: configuration.metricsHost, registry: registry,
+                                                  isHealthy: { [weak self] in self?.isHealthy ?? false })
+            } catch {
+                throw WorkerError.invalidConfiguration("--metrics-port: \(error)")
+            }
+            logger.info("serving /metrics and /healthz", metadata: ["port": "\(operations!.port)"])
+        }
+        defer { operations?.stop() }
         let kvm: KVM
         do {
             kvm = try KVM()
@@ -159,13 +172,6 @@ public final class WorkerService: @unchecked Sendable {
         self.maintenance = maintenance
         stateLock.unlock()
         metrics.liveSlots.record(configuration.concurrency)
-        var operations: OperationsServer?
-        if let port = configuration.metricsPort, let registry {
-            operations = try OperationsServer(port: port, host: configuration.metricsHost, registry: registry,
-                                              isHealthy: { [weak self] in self?.isHealthy ?? false })
-            logger.info("serving /metrics and /healthz", metadata: ["port": "\(operations!.port)"])
-        }
-        defer { operations?.stop() }
         maintenance.start()
         producer.start()
         logger.info("worker started", metadata: [
