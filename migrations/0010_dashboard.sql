@@ -66,3 +66,8 @@ CREATE INDEX jobs_failed_by_id ON hl.jobs (id) WHERE state IN ('discarded', 'can
 -- index is a few pages for millions of rows and costs almost nothing to
 -- keep up.
 CREATE INDEX jobs_created_brin ON hl.jobs USING brin (created_at);
+
+-- Jobs waiting to retry, by queue: the overview counts them and reads
+-- their latest errors without walking every waiting job. Only a job that
+-- failed and will run again enters it.
+CREATE INDEX jobs_retryable_by_queue ON hl.jobs (queue) WHERE state = 'retryable';

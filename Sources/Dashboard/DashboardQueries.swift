@@ -15,10 +15,25 @@ enum DashboardQueries {
                current_user AS role
         """
 
+    /// Counting stops here: below it the overview counts exactly, at or
+    /// above it the counts come from the planner's statistics (marked ≈ on
+    /// the page), so the page costs the same at a hundred thousand waiting
+    /// jobs or ten million finished ones.
+    static let exactCountLimit = 10_000
+
+    /// Waiting jobs, and jobs finished in the last hour, each counted up to
+    /// the limit ($1): index-only reads of the claim index and of
+    /// jobs_finished.
+    static let cappedCounts = """
+        SELECT (SELECT count(*) FROM (SELECT 1 FROM hl.jobs WHERE state IN ('available', 'retryable')
+                                      LIMIT $1::int) AS w) AS waiting,
+               (SELECT count(*) FROM (SELECT 1 FROM hl.jobs WHERE state IN ('completed', 'discarded')
+                                        AND finished_at > now() - interval '1 hour' LIMIT $1::int) AS f) AS finished
+        """
+
     /// One row per queue that has waiting or running jobs, finished one in
-    /// the last hour, or a pause record. Waiting jobs are counted through
-    /// the claim index (they are few next to the history); finished ones
-    /// through jobs_finished over the last hour.
+    /// the last hour, or a pause record: exact counts, for when there are
+    /// few (see `cappedCounts`).
     static let queues = """
         WITH waiting AS (
             SELECT queue,
@@ -51,6 +66,54 @@ enum DashboardQueries {
         ORDER BY n.queue
         """
 
+    /// The same rows when there are many jobs: queue names by a skip scan
+    /// of the claim index (one probe per queue) and from the 500 latest
+    /// completed and discarded jobs (a queue with nothing waiting that
+    /// finished jobs only earlier in the hour is left out), exact counts where an
+    /// index holds only the few (running, retryable), and the wait of the
+    /// job each queue will run next (its head, in claim order) instead of
+    /// the minimum over all. The other counts are filled in by estimates.
+    static let queuesAtScale = """
+        WITH RECURSIVE waiting_names AS (
+            (SELECT queue FROM hl.jobs WHERE state IN ('available', 'retryable') ORDER BY queue LIMIT 1)
+            UNION ALL
+            SELECT (SELECT j.queue FROM hl.jobs AS j
+                    WHERE j.state IN ('available', 'retryable') AND j.queue > w.queue ORDER BY j.queue LIMIT 1)
+            FROM waiting_names AS w WHERE w.queue IS NOT NULL),
+        finished_names AS (
+            SELECT DISTINCT queue FROM (
+                (SELECT queue FROM hl.jobs WHERE state = 'completed' AND finished_at > now() - interval '1 hour'
+                 ORDER BY finished_at DESC LIMIT 500)
+                UNION ALL
+                (SELECT queue FROM hl.jobs WHERE state = 'discarded' AND finished_at > now() - interval '1 hour'
+                 ORDER BY finished_at DESC LIMIT 500)) AS recent),
+        names AS (
+            SELECT queue FROM waiting_names WHERE queue IS NOT NULL
+            UNION SELECT queue FROM hl.jobs WHERE state = 'running'
+            UNION SELECT queue FROM finished_names
+            UNION SELECT name FROM hl.queues)
+        SELECT n.queue,
+               (SELECT count(*) FROM hl.jobs WHERE state = 'running' AND queue = n.queue) AS running,
+               (SELECT count(*) FROM hl.jobs WHERE state = 'retryable' AND queue = n.queue) AS retryable,
+               (SELECT extract(epoch FROM now() - j.run_at)::float8 FROM hl.jobs AS j
+                WHERE j.queue = n.queue AND j.state IN ('available', 'retryable') AND j.run_at <= now()
+                ORDER BY j.priority, j.run_at, j.id LIMIT 1) AS oldest_age_s,
+               q.paused_at IS NOT NULL AS paused
+        FROM names AS n LEFT JOIN hl.queues AS q ON q.name = n.queue
+        ORDER BY n.queue
+        """
+
+    /// Statements whose planned row count (EXPLAIN, never run) is the
+    /// estimate of one queue's count; $1 is the queue.
+    static let estimatedAvailable =
+        "SELECT 1 FROM hl.jobs WHERE queue = $1 AND state = 'available' AND run_at <= now()"
+    static let estimatedScheduled =
+        "SELECT 1 FROM hl.jobs WHERE queue = $1 AND state = 'available' AND run_at > now()"
+    static let estimatedCompleted =
+        "SELECT 1 FROM hl.jobs WHERE queue = $1 AND state = 'completed' AND finished_at > now() - interval '1 hour'"
+    static let estimatedDiscarded =
+        "SELECT 1 FROM hl.jobs WHERE queue = $1 AND state = 'discarded' AND finished_at > now() - interval '1 hour'"
+
     /// Jobs finished per minute over the last hour (index-only on
     /// jobs_finished), minutes counted back from now: 0 is the current one.
     static let throughput = """
@@ -63,15 +126,17 @@ enum DashboardQueries {
         """
 
     /// Latest error kind of the jobs that failed in the last hour: those
-    /// waiting to retry, and those discarded or cancelled.
+    /// waiting to retry, and those discarded or cancelled; at most $1 of
+    /// each (the page says so when a count reaches it).
     static let failuresByKind = """
         SELECT coalesce(errors -> -1 ->> 'kind', '(none)') AS kind, count(*) AS jobs
         FROM (
-            SELECT errors FROM hl.jobs WHERE state = 'retryable'
+            (SELECT errors FROM hl.jobs WHERE state = 'retryable' LIMIT $1::int)
             UNION ALL
-            SELECT errors FROM hl.jobs
-            WHERE state IN ('discarded', 'cancelled') AND finished_at > now() - interval '1 hour'
-              AND errors <> '[]'
+            (SELECT errors FROM hl.jobs
+             WHERE state IN ('discarded', 'cancelled') AND finished_at > now() - interval '1 hour'
+               AND errors <> '[]'
+             LIMIT $1::int)
         ) AS failed
         GROUP BY 1 ORDER BY 2 DESC, 1
         """

@@ -16,14 +16,20 @@ struct DashboardStore: Sendable {
 
     func overview() async throws -> Overview {
         try await pool.run { connection in
-            let queues = try connection.execute(DashboardQueries.queues).rows.map { row in
-                QueueSummary(
-                    name: row.string("queue") ?? "", available: try row.int("available") ?? 0,
-                    scheduled: try row.int("scheduled") ?? 0, retryable: try row.int("retryable") ?? 0,
-                    running: try row.int("running") ?? 0, completed: try row.int("completed") ?? 0,
-                    discarded: try row.int("discarded") ?? 0, oldestAge: try row.double("oldest_age_s"),
-                    paused: try row.bool("paused") ?? false)
-            }
+            let limit = DashboardQueries.exactCountLimit
+            let capped = try connection.execute(DashboardQueries.cappedCounts, params: [String(limit)]).singleRow()
+            let manyWaiting = try (capped.int("waiting") ?? 0) >= limit
+            let manyFinished = try (capped.int("finished") ?? 0) >= limit
+            let queues = manyWaiting || manyFinished
+                ? try Self.queuesAtScale(connection, limit: limit, waiting: manyWaiting, finished: manyFinished)
+                : try connection.execute(DashboardQueries.queues).rows.map { row in
+                    QueueSummary(
+                        name: row.string("queue") ?? "", available: try row.int("available") ?? 0,
+                        scheduled: try row.int("scheduled") ?? 0, retryable: try row.int("retryable") ?? 0,
+                        running: try row.int("running") ?? 0, completed: try row.int("completed") ?? 0,
+                        discarded: try row.int("discarded") ?? 0, oldestAge: try row.double("oldest_age_s"),
+                        paused: try row.bool("paused") ?? false)
+                }
             var completed = [Int](repeating: 0, count: 60), discarded = [Int](repeating: 0, count: 60)
             for row in try connection.execute(DashboardQueries.throughput).rows {
                 let minute = try row.required("minutes_ago", row.int)
@@ -31,13 +37,48 @@ struct DashboardStore: Sendable {
                 completed[minute] = try row.int("completed") ?? 0
                 discarded[minute] = try row.int("discarded") ?? 0
             }
-            let failures = try connection.execute(DashboardQueries.failuresByKind).rows.map { row in
+            let failures = try connection.execute(DashboardQueries.failuresByKind, params: [String(limit)]).rows.map { row in
                 (kind: row.string("kind") ?? "", jobs: try row.int("jobs") ?? 0)
             }
             let total = try connection.execute(DashboardQueries.estimatedTotal).singleRow().int64("estimate") ?? 0
-            return Overview(queues: queues, completedPerMinute: completed, discardedPerMinute: discarded,
+            return Overview(queues: queues, waitingEstimated: manyWaiting, finishedEstimated: manyFinished,
+                            failureLimit: limit, completedPerMinute: completed, discardedPerMinute: discarded,
                             failures: failures, estimatedTotal: total)
         }
+    }
+
+    /// Exact counts where an index holds only the few, planner estimates
+    /// for the rest (see DashboardQueries.queuesAtScale).
+    private static func queuesAtScale(_ connection: PGConnection, limit: Int, waiting: Bool, finished: Bool) throws -> [QueueSummary] {
+        let exact = waiting && finished ? nil : try connection.execute(DashboardQueries.queues).rows
+        return try connection.execute(DashboardQueries.queuesAtScale).rows.map { row in
+            let name = row.string("queue") ?? ""
+            let counted = exact?.first { $0.string("queue") == name }
+            func count(_ column: String, estimated: Bool, _ sql: String) throws -> Int {
+                estimated ? try estimate(connection, sql, name) : try counted?.int(column) ?? 0
+            }
+            return QueueSummary(
+                name: name,
+                available: try count("available", estimated: waiting, DashboardQueries.estimatedAvailable),
+                scheduled: try count("scheduled", estimated: waiting, DashboardQueries.estimatedScheduled),
+                retryable: try row.int("retryable") ?? 0, running: try row.int("running") ?? 0,
+                completed: try count("completed", estimated: finished, DashboardQueries.estimatedCompleted),
+                discarded: try count("discarded", estimated: finished, DashboardQueries.estimatedDiscarded),
+                oldestAge: try row.double("oldest_age_s"), paused: try row.bool("paused") ?? false)
+        }
+    }
+
+    /// The planner's row estimate for a statement, from EXPLAIN (which
+    /// plans and does not run it). Statistics come from ANALYZE, which
+    /// autovacuum runs often on hl.jobs (migration 0006).
+    static func estimate(_ connection: PGConnection, _ sql: String, _ queue: String) throws -> Int {
+        let plan = try connection.execute("EXPLAIN (FORMAT JSON) " + sql, params: [queue]).singleRow().string("QUERY PLAN") ?? ""
+        guard let json = try? JSONSerialization.jsonObject(with: Data(plan.utf8)) as? [[String: Any]],
+              let top = json.first?["Plan"] as? [String: Any], let rows = top["Plan Rows"] as? NSNumber else {
+            throw PGError.unexpectedResult(statement: "EXPLAIN", reason: "no Plan Rows in \(plan.prefix(200))")
+        }
+        // The planner never estimates fewer than one row.
+        return rows.intValue <= 1 ? 0 : rows.intValue
     }
 
     func jobs(_ filter: JobFilter, pageSize: Int) async throws -> JobListPage {

@@ -25,6 +25,13 @@ struct QueueSummary: Sendable {
 
 struct Overview: Sendable {
     var queues: [QueueSummary]
+    /// Available and scheduled counts are the planner's estimates (there
+    /// were too many waiting jobs to count on every refresh).
+    var waitingEstimated = false
+    /// Completed and discarded counts of the last hour are estimates.
+    var finishedEstimated = false
+    /// The failure counts stopped at this many per group.
+    var failureLimit = 0
     /// Index 0 is the current minute, 59 the oldest of the hour.
     var completedPerMinute: [Int]
     var discardedPerMinute: [Int]

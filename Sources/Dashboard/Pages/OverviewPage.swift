@@ -2,6 +2,8 @@ import Foundation
 
 enum OverviewPage {
     static func render(_ overview: Overview, context: PageContext) -> HTML {
+        let waitingMark: HTML = overview.waitingEstimated ? "<span class=\"estimate\">≈</span>" : ""
+        let finishedMark: HTML = overview.finishedEstimated ? "<span class=\"estimate\">≈</span>" : ""
         let rows = overview.queues.map { queue -> HTML in
             var actions: HTML = ""
             if context.permissions.canPause {
@@ -12,9 +14,9 @@ enum OverviewPage {
             let jobs = "/jobs?queue=\(JobFilter.percentEncode(queue.name))"
             return """
                 <tr data-queue="\(queue.name)"><td><a href="\(jobs)">\(queue.name)</a></td>
-                <td class="num">\(Layout.number(queue.available))</td><td class="num">\(Layout.number(queue.scheduled))</td>
+                <td class="num">\(waitingMark)\(Layout.number(queue.available))</td><td class="num">\(waitingMark)\(Layout.number(queue.scheduled))</td>
                 <td class="num">\(Layout.number(queue.running))</td><td class="num">\(Layout.number(queue.retryable))</td>
-                <td class="num">\(Layout.number(queue.completed))</td><td class="num">\(Layout.number(queue.discarded))</td>
+                <td class="num">\(finishedMark)\(Layout.number(queue.completed))</td><td class="num">\(finishedMark)\(Layout.number(queue.discarded))</td>
                 <td class="num">\(Layout.age(queue.oldestAge))</td>
                 <td>\(queue.paused ? HTML("<span class=\"paused\">paused</span>") : "running")</td><td>\(actions)</td></tr>
                 """
@@ -32,6 +34,7 @@ enum OverviewPage {
             <th class="num">running</th><th class="num">retryable</th><th class="num">completed (1 h)</th>
             <th class="num">discarded (1 h)</th><th class="num">oldest available</th><th>status</th><th></th></tr></thead>
             <tbody>\(rows.isEmpty ? ["<tr><td colspan=\"10\" class=\"muted\">no jobs yet</td></tr>"] : rows)</tbody></table>
+            \(overview.waitingEstimated || overview.finishedEstimated ? HTML("<p class=\"estimate\" id=\"estimates-note\">≈ marks the planner's estimate: with \(Layout.number(overview.failureLimit)) or more jobs waiting (or finished in the last hour) they are not counted one by one. Running and retryable counts are exact; the oldest wait is that of the job each queue runs next.</p>") : "")
             <div class="grid">
             <div><h2>Throughput, last hour</h2><div class="chart" id="throughput">
             \(Chart.throughput(completed: overview.completedPerMinute, discarded: overview.discardedPerMinute))
@@ -39,7 +42,7 @@ enum OverviewPage {
             <div><h2>Failures by kind, last hour</h2>
             <table id="failures"><thead><tr><th>kind of the latest error</th><th class="num">jobs</th></tr></thead>
             <tbody>\(failures.isEmpty ? ["<tr><td colspan=\"2\" class=\"muted\">none</td></tr>"] : failures)</tbody></table>
-            <p class="muted">Jobs waiting to retry, and jobs discarded or cancelled in the last hour.</p></div>
+            <p class="muted">Jobs waiting to retry, and jobs discarded or cancelled in the last hour (each group counted up to \(Layout.number(overview.failureLimit))).</p></div>
             </div>
             """
         return Layout.page(title: "Overview", section: "/", context: context, body: body)
