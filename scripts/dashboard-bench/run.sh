@@ -5,6 +5,8 @@
 #   scripts/dashboard-bench/run.sh load      create hl_dash_bench, measure claim+finish
 #                                            on an empty history, load the history,
 #                                            measure again (same run)
+#   scripts/dashboard-bench/run.sh compare   claim+finish on the loaded table and on an
+#                                            empty-history copy, interleaved
 #   scripts/dashboard-bench/run.sh pages URL time each dashboard page (server-side,
 #                                            from its Server-Timing header)
 #
@@ -52,9 +54,27 @@ load)
     psql -At "$db_url" -c "SELECT pg_size_pretty(pg_total_relation_size('hl.jobs'))"
     claim_finish after
     ;;
-again)
-    # claim+finish on the loaded table only (no reload).
-    claim_finish after
+compare)
+    # Interleaved rounds on the loaded table and on a second database with
+    # the same 100,000 waiting jobs and no history (created once here).
+    empty_url="${DATABASE_URL%/*}/hl_dash_bench_empty"
+    if ! psql -At "$empty_url" -c "SELECT 1" >/dev/null 2>&1; then
+        psql -q "${DATABASE_URL}" -c "CREATE DATABASE hl_dash_bench_empty" >/dev/null
+        for f in "$repo"/migrations/*.sql; do psql -q -v ON_ERROR_STOP=1 "$empty_url" -f "$f" >/dev/null; done
+        psql -q "$empty_url" -f "$here/load_waiting.sql" >/dev/null
+        psql -q "$empty_url" -c "VACUUM ANALYZE hl.jobs" >/dev/null
+    fi
+    full_url=$db_url
+    for r in $(seq "$rounds"); do
+        for which in empty full; do
+            [ "$which" = empty ] && db_url=$empty_url || db_url=$full_url
+            rounds=1 claim_finish "$which" | awk -v w="$which" '{print w, $6}'
+        done
+    done | awk '{v[$1]=v[$1] " " $2} END {for (w in v) print w, v[w]}' | while read -r which values; do
+        sorted=$(tr ' ' '\n' <<<"$values" | sort -n | tr '\n' ' ')
+        n=$(wc -w <<<"$sorted")
+        echo "$which history: claim+finish ms per pair, $n interleaved runs: $sorted(median $(awk -v n="$n" '{print $(int((n+1)/2))}' <<<"$sorted"))"
+    done
     ;;
 pages)
     base=${2:?dashboard URL, e.g. http://127.0.0.1:8080}
@@ -66,7 +86,7 @@ pages)
     done
     ;;
 *)
-    sed -n '2,12p' "$0"
+    sed -n '2,14p' "$0"
     exit 2
     ;;
 esac
