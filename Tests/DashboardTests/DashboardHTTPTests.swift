@@ -228,6 +228,34 @@ final class DashboardHTTPTests: DashboardTestCase {
         XCTAssertEqual(listed(try client.get("/jobs?queue=p&to=2000-01-01T00:00").body), [])
     }
 
+    /// At 10,000 waiting jobs the overview stops counting them one by one
+    /// and says its numbers are estimates; exact counts that stay cheap
+    /// (retryable, running) are still exact.
+    func testOverviewSwitchesToEstimatesAtScale() throws {
+        try insertJobs(10_000, queue: "bulk")
+        let retry = try insertJobs(3, queue: "bulk")
+        try admin.execute("UPDATE hl.jobs SET state = 'retryable', attempt = 1 WHERE id = ANY($1::bigint[])",
+                          params: ["{" + retry.map(String.init).joined(separator: ",") + "}"])
+        try admin.execute("ANALYZE hl.jobs")
+        let client = try start(as: "hl_dashboard")
+        let page = try client.get("/").body
+        XCTAssertTrue(page.contains("id=\"estimates-note\""), page)
+        let row = try XCTUnwrap(page.components(separatedBy: "data-queue=\"bulk\"").dropFirst().first)
+        let cells = row.components(separatedBy: "<td class=\"num\">").dropFirst().map { $0.prefix { $0 != "<" } }
+        XCTAssertTrue(row.contains("≈"), row)
+        // available (estimated), scheduled, running, retryable (exact).
+        let available = Int(String(row.components(separatedBy: "≈</span>")[1].prefix { $0 != "<" })
+            .replacingOccurrences(of: ",", with: "")) ?? -1
+        XCTAssertTrue((5_000...20_000).contains(available), "estimate \(available) for 10,000")
+        XCTAssertEqual(cells.count >= 4 ? String(cells[3]) : "", "3", "retryable is exact: \(cells)")
+        // With few jobs again, the counts are exact and unmarked.
+        try admin.execute("DELETE FROM hl.jobs")
+        try insertJobs(5, queue: "bulk")
+        let small = try client.get("/").body
+        XCTAssertFalse(small.contains("estimates-note"))
+        XCTAssertTrue(small.contains("<td class=\"num\">5</td>"), small)
+    }
+
     func testBearerTokenAndBasicAuthGuardEveryPageButHealthz() throws {
         let client = try start(as: "hl_dashboard") {
             $0.access = AccessPolicy(basicCredentials: "ops:s3cret", bearerToken: "t0ken")
