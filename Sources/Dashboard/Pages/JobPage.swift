@@ -16,12 +16,12 @@ enum JobPage {
         }
         let errors = job.errors.map { error -> HTML in
             """
-            <tr><td class="num">\(error.attempt.map(String.init) ?? "")</td><td>\(error.at)</td><td>\(error.kind)</td>
+            <tr><td class="num">\(error.attempt.map(String.init) ?? "")</td><td>\(normalized(error.at))</td><td>\(error.kind)</td>
             <td>\(error.worker)</td><td class="message">\(error.message)</td></tr>
             """
         }
         let errorTable: HTML = job.rawErrors.map { "<pre id=\"errors-raw\">\(clip($0))</pre>" } ?? """
-            <table id="errors"><thead><tr><th class="num">attempt</th><th>at</th><th>kind</th><th>worker</th><th>message</th></tr></thead>
+            <table id="errors"><thead><tr><th class="num">attempt</th><th>at (UTC)</th><th>kind</th><th>worker</th><th>message</th></tr></thead>
             <tbody>\(errors.isEmpty ? ["<tr><td colspan=\"5\" class=\"muted\">no errors</td></tr>"] : errors)</tbody></table>
             """
         let body: HTML = """
