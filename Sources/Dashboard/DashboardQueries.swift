@@ -103,6 +103,22 @@ enum DashboardQueries {
         ORDER BY n.queue
         """
 
+    /// Exact per-queue counts of one kind, for the at-scale overview when
+    /// only the other kind is numerous.
+    static let waitingCounts = """
+        SELECT queue,
+               count(*) FILTER (WHERE state = 'available' AND run_at <= now()) AS available,
+               count(*) FILTER (WHERE state = 'available' AND run_at > now()) AS scheduled
+        FROM hl.jobs WHERE state IN ('available', 'retryable') GROUP BY queue
+        """
+    static let finishedCounts = """
+        SELECT queue, count(*) FILTER (WHERE state = 'completed') AS completed,
+               count(*) FILTER (WHERE state = 'discarded') AS discarded
+        FROM hl.jobs
+        WHERE state IN ('completed', 'discarded') AND finished_at > now() - interval '1 hour'
+        GROUP BY queue
+        """
+
     /// Statements whose planned row count (EXPLAIN, never run) is the
     /// estimate of one queue's count; $1 is the queue.
     static let estimatedAvailable =
@@ -116,8 +132,10 @@ enum DashboardQueries {
 
     /// Jobs finished per minute over the last hour (index-only on
     /// jobs_finished), minutes counted back from now: 0 is the current one.
+    /// date_part (float) rather than extract (numeric): half the time per
+    /// row, measured at 17,000 rows.
     static let throughput = """
-        SELECT floor(extract(epoch FROM now() - finished_at) / 60)::int AS minutes_ago,
+        SELECT floor(date_part('epoch', now() - finished_at) / 60)::int AS minutes_ago,
                count(*) FILTER (WHERE state = 'completed') AS completed,
                count(*) FILTER (WHERE state = 'discarded') AS discarded
         FROM hl.jobs
@@ -181,7 +199,9 @@ enum DashboardQueries {
         FROM hl.jobs WHERE id = $1::bigint
         """
 
-    /// Registered guests with their jobs finished in the last hour.
+    /// Registered guests with their jobs finished in the last hour,
+    /// counted (for when fewer than `exactCountLimit` finished; see
+    /// `cappedCounts`).
     static let guests = """
         SELECT g.name, g.sha256, g.size_bytes,
                to_char(g.created_at AT TIME ZONE 'UTC', \(utc)) AS registered,
@@ -195,6 +215,18 @@ enum DashboardQueries {
             GROUP BY guest) AS s ON s.guest = g.name
         ORDER BY g.name
         """
+
+    /// Registered guests alone, when their job counts are estimated.
+    static let guestsOnly = """
+        SELECT name, sha256, size_bytes,
+               to_char(created_at AT TIME ZONE 'UTC', \(utc)) AS registered,
+               to_char(updated_at AT TIME ZONE 'UTC', \(utc)) AS updated
+        FROM hl.guest_versions ORDER BY name
+        """
+    static let estimatedGuestFinished =
+        "SELECT 1 FROM hl.jobs WHERE guest = $1 AND state IN ('completed', 'discarded') AND finished_at > now() - interval '1 hour'"
+    static let estimatedGuestDiscarded =
+        "SELECT 1 FROM hl.jobs WHERE guest = $1 AND state = 'discarded' AND finished_at > now() - interval '1 hour'"
 
     /// Live workers with their running jobs by VM mode (a job's own `vm`,
     /// or the worker's default when it names none).

@@ -50,10 +50,12 @@ struct DashboardStore: Sendable {
     /// Exact counts where an index holds only the few, planner estimates
     /// for the rest (see DashboardQueries.queuesAtScale).
     private static func queuesAtScale(_ connection: PGConnection, limit: Int, waiting: Bool, finished: Bool) throws -> [QueueSummary] {
-        let exact = waiting && finished ? nil : try connection.execute(DashboardQueries.queues).rows
+        // The kind that is not numerous is counted exactly, on its own.
+        let exact = waiting ? (finished ? [] : try connection.execute(DashboardQueries.finishedCounts).rows)
+            : try connection.execute(DashboardQueries.waitingCounts).rows
         return try connection.execute(DashboardQueries.queuesAtScale).rows.map { row in
             let name = row.string("queue") ?? ""
-            let counted = exact?.first { $0.string("queue") == name }
+            let counted = exact.first { $0.string("queue") == name }
             func count(_ column: String, estimated: Bool, _ sql: String) throws -> Int {
                 estimated ? try estimate(connection, sql, name) : try counted?.int(column) ?? 0
             }
@@ -151,7 +153,20 @@ struct DashboardStore: Sendable {
 
     func guests() async throws -> [GuestRow] {
         try await pool.run { connection in
-            try connection.execute(DashboardQueries.guests).rows.map { row in
+            let limit = DashboardQueries.exactCountLimit
+            let capped = try connection.execute(DashboardQueries.cappedCounts, params: [String(limit)]).singleRow()
+            if try (capped.int("finished") ?? 0) >= limit {
+                return try connection.execute(DashboardQueries.guestsOnly).rows.map { row in
+                    let name = row.string("name") ?? ""
+                    return GuestRow(
+                        name: name, sha256: row.string("sha256") ?? "", sizeBytes: try row.int64("size_bytes") ?? 0,
+                        registered: row.string("registered") ?? "", updated: row.string("updated") ?? "",
+                        finished: try Self.estimate(connection, DashboardQueries.estimatedGuestFinished, name),
+                        discarded: try Self.estimate(connection, DashboardQueries.estimatedGuestDiscarded, name),
+                        estimated: true)
+                }
+            }
+            return try connection.execute(DashboardQueries.guests).rows.map { row in
                 GuestRow(name: row.string("name") ?? "", sha256: row.string("sha256") ?? "",
                          sizeBytes: try row.int64("size_bytes") ?? 0, registered: row.string("registered") ?? "",
                          updated: row.string("updated") ?? "", finished: try row.int("finished") ?? 0,

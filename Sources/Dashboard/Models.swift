@@ -164,6 +164,8 @@ struct GuestRow: Sendable {
     var sizeBytes: Int64
     var registered, updated: String
     var finished, discarded: Int
+    /// The job counts are the planner's estimates.
+    var estimated = false
 }
 
 struct WorkerRow: Sendable {
