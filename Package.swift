@@ -54,16 +54,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                "OperationsHTTP",
             ]
         ),
         // The one HTTP stack (Hummingbird 2): the worker's /metrics and
-        // /healthz, and the dashboard's pages.
+        // /healthz, and the dashboard's pages. Worker does not depend on it
+        // (the command line hands WorkerService its server), so neither do
+        // the fuzz builds.
         .target(
             name: "OperationsHTTP",
             dependencies: [
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -85,7 +86,7 @@ let package = Package(
         .executableTarget(
             name: "hl-worker",
             dependencies: [
-                "Worker", "Sandbox", "JobQueue", "MicroVM", "Dashboard",
+                "Worker", "Sandbox", "JobQueue", "MicroVM", "Dashboard", "OperationsHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

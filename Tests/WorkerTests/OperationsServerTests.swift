@@ -52,8 +52,8 @@ final class OperationsServerTests: XCTestCase {
     }
 
     func testBootstrapMetricsRoutesSwiftMetricsToOneRegistry() throws {
-        let registry = OperationsServer.bootstrapMetrics()
-        XCTAssertTrue(registry === OperationsServer.bootstrapMetrics(), "a second call returns the same registry")
+        let registry = MetricsBootstrap.prometheus()
+        XCTAssertTrue(registry === MetricsBootstrap.prometheus(), "a second call returns the same registry")
         Counter(label: "hl_ops_test_bootstrap_total").increment(by: 2)
         CoreMetrics.Timer(label: "hl_ops_test_seconds").recordNanoseconds(300_000)
         let server = try start(registry: registry)
