@@ -105,7 +105,7 @@ class DashboardTestCase: XCTestCase {
 
 /// A blocking HTTP/1.1 client over a real socket, one connection per
 /// request, that keeps the cookies the server sets (like a browser would).
-final class DashboardClient: @unchecked Sendable {
+final class DashboardClient {
     let port: Int
     var cookies: [String: String] = [:]
     var authorization: String?
