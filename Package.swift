@@ -6,7 +6,7 @@ import PackageDescription
 // Worker is the one place that joins them.
 let package = Package(
     name: "hl-worker",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "hl-worker", targets: ["hl-worker"]),
         .executable(name: "hl-bench", targets: ["hl-bench"]),
@@ -16,6 +16,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // The guest ABI header, shared with guests/sdk.
@@ -52,10 +56,37 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // The one HTTP stack (Hummingbird 2): the worker's /metrics and
+        // /healthz, and the dashboard's pages. Worker does not depend on it
+        // (the command line hands WorkerService its server), so neither do
+        // the fuzz builds.
+        .target(
+            name: "OperationsHTTP",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // The web dashboard: reads the job tables (and acts, where the
+        // connecting role may) through libpq, serves HTML built in code.
+        .target(
+            name: "Dashboard",
+            dependencies: [
+                "JobQueue", "OperationsHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .executableTarget(
             name: "hl-worker",
             dependencies: [
-                "Worker", "Sandbox", "JobQueue", "MicroVM",
+                "Worker", "Sandbox", "JobQueue", "MicroVM", "Dashboard", "OperationsHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -91,10 +122,17 @@ let package = Package(
         .testTarget(
             name: "WorkerTests",
             dependencies: [
-                "Worker", "Sandbox", "JobQueue", "HLTestSupport", "KVMTestSupport",
+                "Worker", "Sandbox", "JobQueue", "HLTestSupport", "KVMTestSupport", "OperationsHTTP",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
+        ),
+        .testTarget(
+            name: "DashboardTests",
+            dependencies: [
+                "Dashboard", "JobQueue", "HLTestSupport",
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ],
     swiftLanguageModes: [.v5]

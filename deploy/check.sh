@@ -256,6 +256,48 @@ for path, monitor in of_kind("PodMonitor"):
     check(any(e.get("port") == "metrics" and e.get("path", "/metrics") == "/metrics" for e in endpoints),
           f"{path}: PodMonitor scrapes the metrics port")
 
+# --- The web dashboard: deploy/kubernetes/dashboard and its systemd unit ---
+dash_k8s = "deploy/kubernetes/dashboard"
+dash_docs = []
+for name in sorted(os.listdir(dash_k8s)):
+    if name.endswith((".yaml", ".yml")):
+        path = os.path.join(dash_k8s, name)
+        try:
+            dash_docs += [(path, d) for d in yaml.safe_load_all(open(path)) if d is not None]
+        except yaml.YAMLError as error:
+            fail(f"{path}: YAML does not parse: {error}")
+kustomized = next((d for _, d in dash_docs if d.get("kind") == "Kustomization"), {})
+check(sorted(kustomized.get("resources", [])) == sorted(n for n in os.listdir(dash_k8s) if n.endswith(".yaml")
+                                                       and n != "kustomization.yaml"),
+      f"{dash_k8s}: kustomization.yaml lists every manifest")
+dash_secrets = {d["metadata"]["name"]: set(d.get("stringData") or {}) for _, d in dash_docs if d.get("kind") == "Secret"}
+for path, deployment in [(p, d) for p, d in dash_docs if d.get("kind") == "Deployment"]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = container.get("args", [])
+    check(args[:1] == ["dashboard"], f"{path}: runs `hl-worker dashboard`")
+    check_command_line(args, f"{path} args")
+    ports = {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}
+    check(ports.get("http") == int(option(args, "--port", "8080")), f"{path}: the container port named http is --port")
+    probe = (container.get("readinessProbe") or {}).get("httpGet", {})
+    check(probe.get("path") == "/healthz" and probe.get("port") == "http", f"{path}: readinessProbe is GET /healthz")
+    for env in container.get("env", []):
+        ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            check(ref["key"] in dash_secrets.get(ref["name"], set()),
+                  f"{path}: {env['name']} comes from secret {ref['name']}/{ref['key']}, which secret.yaml defines")
+    security = deployment["spec"]["template"]["spec"].get("securityContext", {})
+    check(security.get("runAsNonRoot") is True and container.get("securityContext", {}).get("allowPrivilegeEscalation") is False,
+          f"{path}: non-root, no privilege escalation")
+    check(not any("kvm" in key for key in container.get("resources", {}).get("limits", {})), f"{path}: asks for no /dev/kvm")
+dash_unit = "deploy/systemd/hl-dashboard.service"
+exec_start = [l.split("=", 1)[1] for l in open(dash_unit) if l.startswith("ExecStart=")]
+check(len(exec_start) == 1, f"{dash_unit}: one ExecStart")
+if exec_start:
+    argv = shlex.split(exec_start[0])
+    check(argv[0] == "/usr/bin/hl-worker" and argv[1:2] == ["dashboard"], f"{dash_unit}: ExecStart runs hl-worker dashboard")
+    check_command_line(argv[1:], f"{dash_unit} ExecStart")
+    check(option(argv, "--host", "127.0.0.1") == "127.0.0.1", f"{dash_unit}: listens on loopback (a proxy fronts it)")
+
 # --- Grafana dashboard ---
 dashboard_path = "deploy/grafana/hl-worker.json"
 try:

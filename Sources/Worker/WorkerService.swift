@@ -17,6 +17,7 @@ public final class WorkerService: @unchecked Sendable {
     private let logger: Logger
     private let metrics: WorkerMetrics
     private let registry: PrometheusCollectorRegistry?
+    private let operations: OperationsStarter?
     private let stopRequested = DispatchSemaphore(value: 0)
     private var signalSources: [DispatchSourceSignal] = []
     /// Guards `maintenance`, `stopping` and `stopFailure`.
@@ -35,8 +36,12 @@ public final class WorkerService: @unchecked Sendable {
     /// `memoryLimit` (by default, this process's cgroup limit). With
     /// `configuration.metricsPort` set, swift-metrics is bootstrapped to
     /// Prometheus here (once per process), before any metric is made.
+    ///
+    /// `operations` starts the /metrics and /healthz server when
+    /// `configuration.metricsPort` is set (the command line passes
+    /// OperationsHTTP's; this module stays free of the HTTP stack).
     public init(configuration: WorkerConfiguration, memoryLimit: CgroupMemoryLimit = .current(),
-                logger: Logger = Logger(label: "hl.worker")) throws {
+                logger: Logger = Logger(label: "hl.worker"), operations: OperationsStarter? = nil) throws {
         try configuration.validate()
         let budget = MemoryBudget(configuration)
         if case .exceeds(let limitMB, let file, let largest) = budget.verdict(
@@ -46,7 +51,8 @@ public final class WorkerService: @unchecked Sendable {
         self.memoryLimit = memoryLimit
         memoryBudget = budget
         self.configuration = configuration
-        registry = configuration.metricsPort == nil ? nil : OperationsServer.bootstrapMetrics()
+        registry = configuration.metricsPort == nil ? nil : MetricsBootstrap.prometheus()
+        self.operations = operations
         metrics = WorkerMetrics()
         var logger = logger
         logger[metadataKey: "worker"] = "\(configuration.workerID)"
@@ -90,6 +96,21 @@ public final class WorkerService: @unchecked Sendable {
     }
 
     public func run() throws {
+        // Listening from the start: a probe reads 503 (not a refused
+        // connection) until the database is reached and the heartbeat runs.
+        var server: OperationsEndpoint?
+        if let port = configuration.metricsPort, let registry {
+            guard let operations else {
+                throw WorkerError.invalidConfiguration("--metrics-port is set but this build serves no HTTP")
+            }
+            do {
+                server = try operations(port, configuration.metricsHost, registry, { [weak self] in self?.isHealthy ?? false })
+            } catch {
+                throw WorkerError.invalidConfiguration("--metrics-port: \(error)")
+            }
+            logger.info("serving /metrics and /healthz", metadata: ["port": "\(server!.port)"])
+        }
+        defer { server?.stop() }
         let kvm: KVM
         do {
             kvm = try KVM()
@@ -163,13 +184,6 @@ public final class WorkerService: @unchecked Sendable {
         self.maintenance = maintenance
         stateLock.unlock()
         metrics.liveSlots.record(configuration.concurrency)
-        var operations: OperationsServer?
-        if let port = configuration.metricsPort, let registry {
-            operations = try OperationsServer(port: port, host: configuration.metricsHost, registry: registry,
-                                              isHealthy: { [weak self] in self?.isHealthy ?? false })
-            logger.info("serving /metrics and /healthz", metadata: ["port": "\(operations!.port)"])
-        }
-        defer { operations?.stop() }
         let scheduler = Scheduler(session: session("scheduler"), logger: logger.with(component: "scheduler"))
         maintenance.start()
         scheduler.start()
@@ -217,6 +231,23 @@ public final class WorkerService: @unchecked Sendable {
         requestStop()
     }
 }
+
+/// A running /metrics and /healthz server: its port, and how to stop it.
+public struct OperationsEndpoint: Sendable {
+    public let port: Int
+    public let stop: @Sendable () -> Void
+
+    public init(port: Int, stop: @escaping @Sendable () -> Void) {
+        self.port = port
+        self.stop = stop
+    }
+}
+
+/// Starts the operations server on (port, host), serving the registry and
+/// the health closure.
+public typealias OperationsStarter = @Sendable (
+    _ port: Int, _ host: String, _ registry: PrometheusCollectorRegistry, _ isHealthy: @escaping @Sendable () -> Bool
+) throws -> OperationsEndpoint
 
 /// The version hl-worker reports in hl.workers.
 public enum HLVersion {

@@ -10,7 +10,8 @@ struct HLWorker: ParsableCommand {
             The database comes from --database-url, else DATABASE_URL, else libpq's PG* variables.
             """,
         subcommands: [ServeCommand.self, MigrateCommand.self, GuestCommand.self, EnqueueCommand.self,
-                      StatusCommand.self, QueueCommand.self, RunCommand.self, ScheduleCommand.self],
+                      StatusCommand.self, QueueCommand.self, RunCommand.self, ScheduleCommand.self,
+                      DashboardCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 }

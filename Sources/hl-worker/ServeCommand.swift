@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import OperationsHTTP
 import Worker
 
 /// The service: `hl-worker [--concurrency N] ...`.
@@ -66,7 +67,10 @@ struct ServeCommand: ParsableCommand {
             try LogSetup.bootstrap(format: logFormat, level: logLevel)
             let service: WorkerService
             do {
-                service = try WorkerService(configuration: configuration)
+                service = try WorkerService(configuration: configuration, operations: { port, host, registry, isHealthy in
+                    let server = try OperationsServer(port: port, host: host, registry: registry, isHealthy: isHealthy)
+                    return OperationsEndpoint(port: server.port, stop: { server.stop() })
+                })
             } catch {
                 throw CommandError(kind: "invalid_configuration", message: "\(error)")
             }

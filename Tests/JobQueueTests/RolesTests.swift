@@ -206,7 +206,7 @@ final class RolesTests: DatabaseTestCase {
 
     // MARK: hl_dashboard
 
-    func testDashboardReadsTheViewsAndNothingElse() throws {
+    func testDashboardReadsAndWritesNothing() throws {
         let ids = try insertJobs(2)
         _ = try store.claim(workerID: "w", queues: nil, limit: 1)
         try store.finish([.failed(id: ids[0], attempt: 1, workerID: "w", kind: "guest_crash", message: "boom",
@@ -221,15 +221,54 @@ final class RolesTests: DatabaseTestCase {
         XCTAssertEqual(try dashboard.execute("SELECT queue FROM hl.paused_queues").singleRow().string("queue"),
                        "default")
 
-        for table in ["hl.jobs", "hl.guests", "hl.workers", "hl.queues", "hl.my_jobs", "hl.schema_migrations"] {
+        // The web dashboard's reads (migration 0010): jobs, workers, queues,
+        // guests without their images.
+        XCTAssertEqual(try dashboard.execute("SELECT count(*) AS n FROM hl.jobs").singleRow().int("n"), 2)
+        for table in ["hl.workers", "hl.queues", "hl.guest_versions"] {
+            XCTAssertNoThrow(try dashboard.execute("SELECT * FROM \(table)"), table)
+        }
+        for table in ["hl.guests", "hl.my_jobs", "hl.schema_migrations"] {
             assertDenied("SELECT * FROM \(table)", on: dashboard)
         }
+        assertDenied("SELECT hl.retry_job(\(ids[0]))", on: dashboard)
+        assertDenied("SELECT hl.pause_queue('default')", on: dashboard)
         assertDenied("INSERT INTO hl.jobs (guest, function) VALUES ('g', 'f')", on: dashboard)
         assertDenied("UPDATE hl.jobs SET cancel_requested_at = now()", on: dashboard)
         assertDenied("DELETE FROM hl.workers", on: dashboard)
         assertDenied("SELECT hl.resume_queue('default')", on: dashboard)
         assertDenied("SELECT hl.prune_finished('0', '0', 100)", on: dashboard)
         assertDenied("CREATE VIEW hl.mine AS SELECT 1", on: dashboard)
+    }
+
+    // MARK: hl_operator
+
+    /// The web dashboard's actions, and nothing that changes what a job
+    /// asks for or what it produced.
+    func testOperatorCancelsRetriesAndPausesButWritesNothingElse() throws {
+        let ids = try insertJobs(2)
+        _ = try store.claim(workerID: "w", queues: nil, limit: 1)
+        try store.finish([.failed(id: ids[0], attempt: 1, workerID: "w", kind: "guest_crash", message: "boom",
+                                  retryable: false)])
+        let ops = try connect(asMemberOf: "hl_operator")
+
+        XCTAssertEqual(try ops.execute("SELECT hl.retry_job(\(ids[0])) AS done").singleRow().bool("done"), true)
+        let retried = try job(ids[0])
+        XCTAssertEqual(retried.state, .available)
+        XCTAssertEqual(retried.attempt, 0)
+        XCTAssertEqual(try errors(of: ids[0]).first?["message"] as? String, "boom", "errors are kept")
+        XCTAssertEqual(try ops.execute("SELECT hl.retry_job(\(ids[0])) AS done").singleRow().bool("done"), false,
+                       "only a discarded or cancelled job is retried")
+        try ops.execute("UPDATE hl.jobs SET cancel_requested_at = now() WHERE id = \(ids[1])")
+        XCTAssertEqual(try job(ids[1]).state, .cancelled)
+        XCTAssertEqual(try ops.execute("SELECT hl.pause_queue('default') AS done").singleRow().bool("done"), true)
+        XCTAssertEqual(try ops.execute("SELECT hl.resume_queue('default') AS done").singleRow().bool("done"), true)
+
+        assertDenied("UPDATE hl.jobs SET args = '{}'", on: ops)
+        assertDenied("UPDATE hl.jobs SET state = 'completed'", on: ops)
+        assertDenied("INSERT INTO hl.jobs (guest, function) VALUES ('g', 'f')", on: ops)
+        assertDenied("DELETE FROM hl.jobs", on: ops)
+        assertDenied("SELECT * FROM hl.guests", on: ops)
+        assertDenied("SELECT hl.prune_finished('0', '0', 100)", on: ops)
     }
 
     /// A login in no group has no way into the schema at all.

@@ -60,4 +60,24 @@ final class OperationsEndToEndTests: WorkerTestCase {
         XCTAssertEqual(try job(id).state, "completed")
         worker.terminate()
     }
+
+    /// The metrics server listens before the worker first reaches the
+    /// database: a probe reads 503 (not a refused connection) until it has.
+    func testHealthzListensFromStartUpAndTurnsHealthyOnceTheDatabaseIsReached() throws {
+        try addGuest("demo")
+        let port = try freePort()
+        let admin = try PGConnection(conninfo: try XCTUnwrap(try TestDatabase.adminURL()))
+        try admin.execute("ALTER DATABASE \(database.name) WITH ALLOW_CONNECTIONS false")
+        defer { _ = try? admin.execute("ALTER DATABASE \(database.name) WITH ALLOW_CONNECTIONS true") }
+        let worker = try launchWorker(["--concurrency", "1", "--metrics-port", "\(port)", "--metrics-host", "127.0.0.1"],
+                                      expectingExit: false)
+        try waitUntil("/healthz answers 503 while the database refuses the worker", timeout: 30) {
+            get("/healthz", port: port)?.status == 503
+        }
+        XCTAssertEqual(get("/metrics", port: port)?.status, 200)
+        XCTAssertTrue(worker.isRunning)
+        try admin.execute("ALTER DATABASE \(database.name) WITH ALLOW_CONNECTIONS true")
+        try waitUntil("/healthz answers 200 once connected", timeout: 60) { get("/healthz", port: port)?.status == 200 }
+        worker.terminate()
+    }
 }

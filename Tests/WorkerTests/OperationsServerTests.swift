@@ -2,12 +2,14 @@ import CoreMetrics
 import Foundation
 import Glibc
 import Prometheus
+import OperationsHTTP
 import XCTest
 
 @testable import Worker
 
-/// The operations server over real loopback sockets: what scrapers and
-/// probes get, and what malformed, slow and numerous clients get.
+/// The operations server (Hummingbird) over real loopback sockets: what
+/// scrapers and probes get, and that idle and numerous clients do not hold
+/// them up.
 final class OperationsServerTests: XCTestCase {
     private var servers: [OperationsServer] = []
 
@@ -18,11 +20,10 @@ final class OperationsServerTests: XCTestCase {
 
     private func start(
         registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
-        healthy: HealthFlag = HealthFlag(true),
-        limits: OperationsServer.Limits = OperationsServer.Limits()
+        healthy: HealthFlag = HealthFlag(true)
     ) throws -> OperationsServer {
         let server = try OperationsServer(
-            port: 0, host: "127.0.0.1", registry: registry, isHealthy: { healthy.value }, limits: limits)
+            port: 0, host: "127.0.0.1", registry: registry, isHealthy: { healthy.value })
         servers.append(server)
         return server
     }
@@ -51,8 +52,8 @@ final class OperationsServerTests: XCTestCase {
     }
 
     func testBootstrapMetricsRoutesSwiftMetricsToOneRegistry() throws {
-        let registry = OperationsServer.bootstrapMetrics()
-        XCTAssertTrue(registry === OperationsServer.bootstrapMetrics(), "a second call returns the same registry")
+        let registry = MetricsBootstrap.prometheus()
+        XCTAssertTrue(registry === MetricsBootstrap.prometheus(), "a second call returns the same registry")
         Counter(label: "hl_ops_test_bootstrap_total").increment(by: 2)
         CoreMetrics.Timer(label: "hl_ops_test_seconds").recordNanoseconds(300_000)
         let server = try start(registry: registry)
@@ -87,92 +88,44 @@ final class OperationsServerTests: XCTestCase {
         XCTAssertEqual(try HTTPClient.get("/", port: server.port).status, 404)
         XCTAssertEqual(try HTTPClient.get("/metrics/extra", port: server.port).status, 404)
 
-        let post = try HTTPClient.exchange(
-            "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi", port: server.port)
-        XCTAssertEqual(post.status, 405)
-        XCTAssertEqual(post.header("Allow"), "GET, HEAD")
-
-        let head = try HTTPClient.exchange("HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n", port: server.port)
+        let socket = try HTTPClient.Socket(port: server.port)
+        try socket.send(Array("HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
+        let head = try HTTPClient.Response(parsing: socket.readToEnd())
         XCTAssertEqual(head.status, 200)
-        XCTAssertEqual(head.header("Content-Length"), "3")
         XCTAssertEqual(head.body, "")
 
-        // HTTP/1.0 needs no Host; bare LF line ends are accepted.
-        XCTAssertEqual(try HTTPClient.exchange("GET /healthz HTTP/1.0\n\n", port: server.port).status, 200)
+        // Garbage gets an error status or a closed connection, and the
+        // server goes on serving.
+        _ = try? HTTPClient.exchange("garbage\r\n\r\n", port: server.port)
+        _ = try? HTTPClient.exchange(bytes: [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x0A, 0x0A], port: server.port)
+        XCTAssertEqual(try HTTPClient.get("/healthz", port: server.port).status, 200)
     }
 
-    // MARK: Bad clients
-
-    func testMalformedRequestsGet400() throws {
+    /// The reason the hand-written server went: 64 idle connections made
+    /// /healthz wait about 5 s, past a Kubernetes probe's timeout. Now
+    /// hundreds are held open, some having sent half a request, and the
+    /// probe is still answered at once.
+    func testHealthzAnswersPromptlyWithHundredsOfIdleConnections() throws {
         let server = try start()
-        let malformed = [
-            "garbage\r\n\r\n",
-            "GET\r\n\r\n",
-            "GET /metrics\r\n\r\n",
-            "GET  /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
-            "GET metrics HTTP/1.1\r\nHost: x\r\n\r\n",
-            "GET http://x/metrics HTTP/1.1\r\nHost: x\r\n\r\n",
-            "GET /metrics HTTP/1.1\r\n\r\n",
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
-            "GET /metrics HTTP/1.1\r\nHost : x\r\n\r\n",
-            "GET /metrics HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
-            "GET /metrics HTTP/one\r\nHost: x\r\n\r\n",
-            "G\u{0}T /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
-            "GET /métrics HTTP/1.1\r\nHost: x\r\n\r\n",
-        ]
-        for request in malformed {
-            XCTAssertEqual(try HTTPClient.exchange(request, port: server.port).status, 400, request.debugDescription)
+        var idle: [HTTPClient.Socket] = []
+        for index in 0..<300 {
+            let socket = try HTTPClient.Socket(port: server.port)
+            if index.isMultiple(of: 3) { try socket.send(Array("GET /metrics HTTP/1.1\r\nHost: x\r\n".utf8)) }
+            idle.append(socket)
         }
-        XCTAssertEqual(try HTTPClient.exchange("GET /metrics HTTP/2.0\r\nHost: x\r\n\r\n", port: server.port).status, 505)
-        // Bytes that are not text at all, like a TLS hello.
-        let binary = try HTTPClient.exchange(bytes: [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x0A, 0x0A],
-                                             port: server.port)
-        XCTAssertEqual(binary.status, 400)
-        // A request cut short by the client closing its side.
-        XCTAssertEqual(try HTTPClient.exchange("GET /metrics HTTP/1.1\r\nHost", port: server.port).status, 400)
-
-        // Still serving.
+        // Every one of them is accepted and held by now.
         XCTAssertEqual(try HTTPClient.get("/healthz", port: server.port).status, 200)
-    }
-
-    /// A body nobody asked for (or pipelined requests) is drained, not left
-    /// unread: closing with unread input would reset the connection and
-    /// could destroy the response before the client reads it.
-    func testResponseSurvivesUnreadInput() throws {
-        let server = try start()
-        let socket = try HTTPClient.Socket(port: server.port)
-        try socket.send(Array("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 262144\r\n\r\n".utf8))
-        try socket.send([UInt8](repeating: 0x61, count: 262_144))
-        let response = try HTTPClient.Response(parsing: socket.readToEnd())
-        XCTAssertEqual(response.status, 200)
-        XCTAssertEqual(response.body, "ok\n")
-    }
-
-    func testOversizedHeadGets431() throws {
-        var limits = OperationsServer.Limits()
-        limits.maxRequestHeadBytes = 1024
-        let server = try start(limits: limits)
-        let request = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Padding: " + String(repeating: "a", count: 4000) + "\r\n\r\n"
-        XCTAssertEqual(try HTTPClient.exchange(request, port: server.port).status, 431)
-    }
-
-    func testSlowAndSilentClientsAreCutOff() throws {
-        var limits = OperationsServer.Limits()
-        limits.requestTimeout = 0.3
-        let server = try start(limits: limits)
-
-        // Half a request, then nothing: 408, then the connection closes.
-        let slow = try HTTPClient.Socket(port: server.port)
-        try slow.send(Array("GET /metrics HTTP/1.1\r\n".utf8))
-        // A silent client is closed without a word.
-        let silent = try HTTPClient.Socket(port: server.port)
-
-        // Neither holds up anyone else meanwhile.
-        XCTAssertEqual(try HTTPClient.get("/healthz", port: server.port).status, 200)
-
-        XCTAssertEqual(try HTTPClient.Response(parsing: slow.readToEnd()).status, 408)
-        XCTAssertEqual(try silent.readToEnd(), [])
+        var durations: [Duration] = []
+        for _ in 0..<9 {
+            let clock = ContinuousClock()
+            let start = clock.now
+            XCTAssertEqual(try HTTPClient.get("/healthz", port: server.port).status, 200)
+            durations.append(clock.now - start)
+        }
+        durations.sort()
+        XCTAssertLessThan(durations[durations.count / 2], .milliseconds(100), "median of \(durations)")
+        XCTAssertLessThan(durations.last!, .seconds(1), "slowest of \(durations)")
+        withExtendedLifetime(idle) {}
     }
 
     func testServesManyClientsAtOnce() throws {
@@ -191,20 +144,6 @@ final class OperationsServerTests: XCTestCase {
             }
         }
         XCTAssertEqual(failures.entries, [])
-    }
-
-    /// With every slot held by idle clients, a new client waits in the
-    /// backlog until their timeouts free a slot, and is then served.
-    func testAtCapacityNewClientsWaitForASlot() throws {
-        var limits = OperationsServer.Limits()
-        limits.maxConnections = 4
-        limits.requestTimeout = 0.3
-        let server = try start(limits: limits)
-        // The kernel's backlog is first come, first served: these four are
-        // accepted before the client below.
-        let idle = try (0..<4).map { _ in try HTTPClient.Socket(port: server.port) }
-        XCTAssertEqual(try HTTPClient.get("/healthz", port: server.port).status, 200)
-        for socket in idle { XCTAssertEqual(try socket.readToEnd(), []) }
     }
 
     // MARK: Lifecycle
@@ -242,47 +181,29 @@ final class OperationsServerTests: XCTestCase {
         XCTAssertThrowsError(try OperationsServer(
             port: server.port, host: "127.0.0.1", registry: PrometheusCollectorRegistry(), isHealthy: { true })
         ) { error in
-            guard case .systemCall(let operation, let code)? = error as? OperationsServerError else {
+            guard case .cannotListen(_, let port, _, let code)? = error as? HTTPServerError else {
                 return XCTFail("\(error)")
             }
+            XCTAssertEqual(port, server.port)
             XCTAssertEqual(code, EADDRINUSE)
-            XCTAssertTrue(operation.hasPrefix("bind"), operation)
-            XCTAssertTrue("\(error)".contains("--metrics-port"), "\(error)")
+            XCTAssertTrue("\(error)".contains("another process listens there"), "\(error)")
         }
         XCTAssertThrowsError(try OperationsServer(
             port: 70000, registry: PrometheusCollectorRegistry(), isHealthy: { true })
-        ) { XCTAssertEqual($0 as? OperationsServerError, .invalidPort(70000)) }
+        ) { XCTAssertEqual($0 as? HTTPServerError, .invalidPort(70000)) }
         XCTAssertThrowsError(try OperationsServer(
             port: 0, host: "not an address", registry: PrometheusCollectorRegistry(), isHealthy: { true }))
-        var limits = OperationsServer.Limits()
-        limits.maxConnections = 0
-        XCTAssertThrowsError(try OperationsServer(
-            port: 0, registry: PrometheusCollectorRegistry(), isHealthy: { true }, limits: limits))
     }
 
     func testListensOnIPv6Loopback() throws {
         let server: OperationsServer
         do {
             server = try OperationsServer(port: 0, host: "::1", registry: PrometheusCollectorRegistry(), isHealthy: { true })
-        } catch OperationsServerError.systemCall(_, EADDRNOTAVAIL), OperationsServerError.systemCall(_, EAFNOSUPPORT) {
+        } catch HTTPServerError.cannotListen(_, _, _, EADDRNOTAVAIL?), HTTPServerError.cannotListen(_, _, _, EAFNOSUPPORT?) {
             throw XCTSkip("this host has no IPv6 loopback")
         }
         servers.append(server)
         XCTAssertEqual(try HTTPClient.get("/healthz", port: server.port, host: "::1").status, 200)
-    }
-
-    // MARK: Parsing, without sockets
-
-    func testHeadEndIsFoundAcrossLineEndings() {
-        XCTAssertEqual(HTTPRequestHead.endOfHead(in: Array("GET / HTTP/1.0\r\n\r\nrest".utf8)), 18)
-        XCTAssertEqual(HTTPRequestHead.endOfHead(in: Array("GET / HTTP/1.0\n\nrest".utf8)), 16)
-        XCTAssertNil(HTTPRequestHead.endOfHead(in: Array("GET / HTTP/1.0\r\nHost: x\r\n".utf8)))
-        XCTAssertEqual(HTTPRequestHead.endOfHead(in: Array("GET / HTTP/1.0\r\n\r\n".utf8), from: -3), 18)
-    }
-
-    func testParseKeepsPathWithoutQuery() {
-        let parsed = HTTPRequestHead.parse(Array("GET /metrics?name[]=x HTTP/1.1\r\nhost: x\r\n\r\n".utf8))
-        XCTAssertEqual(try parsed.get(), HTTPRequestHead(method: "GET", path: "/metrics", minorVersion: 1))
     }
 }
 
@@ -407,8 +328,10 @@ private enum HTTPClient {
         try exchange(bytes: Array(request.utf8), port: port)
     }
 
+    /// Without a half-close: the request asks the server to close.
     static func get(_ path: String, port: Int, host: String = "127.0.0.1") throws -> Response {
-        try exchange(bytes: Array("GET \(path) HTTP/1.1\r\nHost: test\r\nUser-Agent: hl-test\r\n\r\n".utf8),
-                     port: port, host: host)
+        let socket = try Socket(port: port, host: host)
+        try socket.send(Array("GET \(path) HTTP/1.1\r\nHost: test\r\nUser-Agent: hl-test\r\nConnection: close\r\n\r\n".utf8))
+        return try Response(parsing: socket.readToEnd())
     }
 }
