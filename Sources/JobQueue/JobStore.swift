@@ -267,8 +267,11 @@ public final class JobStore: @unchecked Sendable {
     /// neither. Returns the image's SHA-256 (hex), computed by the database.
     /// The caller validates the image first.
     @discardableResult
-    public func putGuest(name: String, image: [UInt8]) throws -> String {
-        let row = try connection.execute(Queries.putGuest, [.text(name), .bytes(image)]).singleRow()
+    /// Stores `image` under `name` with the functions it lists (nil: not
+    /// known). Names must not contain a newline (callers pass them escaped).
+    public func putGuest(name: String, image: [UInt8], functions: [String]? = nil) throws -> String {
+        let list: PGParam = functions.map { .text($0.joined(separator: "\n")) } ?? .null
+        let row = try connection.execute(Queries.putGuest, [.text(name), .bytes(image), list]).singleRow()
         return try row.required("sha256", row.string)
     }
 
@@ -288,6 +291,7 @@ public final class JobStore: @unchecked Sendable {
                 name: try row.required("name", row.string),
                 sha256: try row.required("sha256", row.string),
                 size: try row.required("size", row.int),
+                functions: row.string("functions").map { $0.isEmpty ? [] : $0.split(separator: "\n").map(String.init) },
                 createdAt: try row.required("created_at", row.date),
                 updatedAt: try row.required("updated_at", row.date))
         }

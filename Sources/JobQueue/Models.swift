@@ -12,6 +12,11 @@ public enum JobErrorKind: String, Sendable, CaseIterable {
     case outOfMemory = "out_of_memory"
     case guestCrash = "guest_crash"
     case guestError = "guest_error"
+    /// The guest ended the call with a final error: discarded, never retried.
+    case guestFinalError = "guest_final_error"
+    /// The guest's init failed when its VM was built (retried unless init
+    /// itself ended with a final error).
+    case initFailed = "init_failed"
     case invalidOutput = "invalid_output"
     case outputTooLarge = "output_too_large"
     case unknownGuest = "unknown_guest"
@@ -161,6 +166,8 @@ public struct GuestSummary: Sendable, Equatable {
     public var name: String
     public var sha256: String
     public var size: Int
+    /// As the guest listed them at `guest add`; nil when not known.
+    public var functions: [String]?
     public var createdAt: Date
     public var updatedAt: Date
 }

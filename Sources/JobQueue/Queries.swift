@@ -325,8 +325,9 @@ enum Queries {
     static let putGuest = Query(
         name: "hl_put_guest",
         sql: """
-            INSERT INTO hl.guests (name, image) VALUES ($1::text, $2::bytea)
-            ON CONFLICT (name) DO UPDATE SET image = EXCLUDED.image, updated_at = now()
+            INSERT INTO hl.guests (name, image, functions)
+            VALUES ($1::text, $2::bytea, string_to_array($3::text, E'\\n'))
+            ON CONFLICT (name) DO UPDATE SET image = EXCLUDED.image, functions = EXCLUDED.functions, updated_at = now()
             RETURNING sha256
             """)
 
@@ -344,6 +345,7 @@ enum Queries {
         name: "hl_list_guests",
         sql: """
             SELECT name, sha256, octet_length(image) AS size,
+                   array_to_string(functions, E'\\n') AS functions,
                    extract(epoch FROM created_at)::float8 AS created_at,
                    extract(epoch FROM updated_at)::float8 AS updated_at
             FROM hl.guests ORDER BY name

@@ -18,6 +18,7 @@ public enum ELFError: Error, Equatable, CustomStringConvertible {
     case segmentTooLarge(index: Int, start: UInt64, size: UInt64, limit: UInt64)
     case segmentsOverlap(first: Int, second: Int)
     case entryNotExecutable(UInt64)
+    case malformedNote(index: Int)
 
     public var description: String {
         switch self {
@@ -42,6 +43,7 @@ public enum ELFError: Error, Equatable, CustomStringConvertible {
         case .segmentTooLarge(let index, let start, let size, let limit):
             return "ELF segment \(index) at 0x\(String(start, radix: 16)) claims 0x\(String(size, radix: 16)) bytes, past the guest address limit 0x\(String(limit, radix: 16))"
         case .segmentsOverlap(let first, let second): return "ELF segments \(first) and \(second) overlap"
+        case .malformedNote(let index): return "ELF segment \(index) (PT_NOTE) holds malformed or too many notes"
         case .entryNotExecutable(let entry): return "ELF entry point 0x\(String(entry, radix: 16)) is not inside an executable segment"
         }
     }
@@ -77,9 +79,23 @@ public struct ELFImage: Sendable {
     /// with `check(fitsIn:)`.
     public static let addressLimit: UInt64 = 1 << 47
 
+    /// One entry of a PT_NOTE segment: who defined it (`name`, without its
+    /// NUL), its type, and its descriptor bytes.
+    public struct Note: Equatable, Sendable {
+        public var name: String
+        public var type: UInt32
+        public var descriptor: [UInt8]
+    }
+
+    /// More notes than this is a file built to make work; ours have one.
+    public static let maximumNotes = 64
+
     public let bytes: [UInt8]
     public let entry: UInt64
     public let segments: [Segment]
+    /// The notes of every PT_NOTE segment, in file order. A malformed note
+    /// segment refuses the image.
+    public let notes: [Note]
 
     /// Lowest and highest (exclusive) addresses the segments occupy.
     public var addressRange: Range<UInt64> {
@@ -116,6 +132,7 @@ public struct ELFImage: Sendable {
         }
 
         var segments: [Segment] = []
+        var notes: [Note] = []
         for index in 0..<headerCount {
             let at = Int(headerOffset) + index * Int(headerSize)
             switch reader.u32(at) {
@@ -134,6 +151,13 @@ public struct ELFImage: Sendable {
                                                    limit: Self.addressLimit)
                 }
                 if segment.memorySize > 0 { segments.append(segment) }
+            case 4:  // PT_NOTE
+                let offset = reader.u64(at + 8), size = reader.u64(at + 32)
+                let (end, overflow) = offset.addingReportingOverflow(size)
+                guard !overflow, end <= UInt64(bytes.count) else { throw ELFError.segmentOutsideFile(index: index) }
+                notes += try Self.parseNotes(reader, from: Int(offset), to: Int(end), align: reader.u64(at + 48) == 8 ? 8 : 4,
+                                             segment: index)
+                guard notes.count <= Self.maximumNotes else { throw ELFError.malformedNote(index: index) }
             case 2: throw ELFError.dynamic("PT_DYNAMIC")
             case 3: throw ELFError.dynamic("PT_INTERP")
             default: continue
@@ -151,6 +175,34 @@ public struct ELFImage: Sendable {
         self.bytes = bytes
         self.entry = entry
         self.segments = segments
+        self.notes = notes
+    }
+
+    /// Note entries between two file offsets already checked against the
+    /// file: each a 12-byte header, the name and the descriptor, both padded
+    /// to `align`.
+    private static func parseNotes(_ reader: LittleEndianReader, from start: Int, to end: Int, align: Int,
+                                   segment: Int) throws(ELFError) -> [Note] {
+        var notes: [Note] = []
+        var at = start
+        func padded(_ n: Int) -> Int { (n + align - 1) & ~(align - 1) }
+        while at < end {
+            guard end - at >= 12 else { throw ELFError.malformedNote(index: segment) }
+            let nameSize = Int(reader.u32(at)), descriptorSize = Int(reader.u32(at + 4)), type = reader.u32(at + 8)
+            // Each size is below 2^32, so these sums cannot overflow Int.
+            let nameStart = at + 12
+            let descriptorStart = padded(nameStart + nameSize)
+            let next = padded(descriptorStart + descriptorSize)
+            guard descriptorStart + descriptorSize <= end, notes.count < maximumNotes else {
+                throw ELFError.malformedNote(index: segment)
+            }
+            var name = Array(reader.bytes[nameStart..<nameStart + nameSize])
+            if name.last == 0 { name.removeLast() }
+            notes.append(Note(name: String(decoding: name, as: UTF8.self), type: type,
+                              descriptor: Array(reader.bytes[descriptorStart..<descriptorStart + descriptorSize])))
+            at = next
+        }
+        return notes
     }
 
     /// Checks that every segment lies inside [allowed.lowerBound, allowed.upperBound).

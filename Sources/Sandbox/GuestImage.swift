@@ -7,6 +7,10 @@ public struct GuestImage: Sendable {
     /// are pooled by it, so a new version never reuses an old one's VMs.
     public let version: String
     public let elf: ELFImage
+    /// The SDK's ABI note: whether the image is ours, and whether it has an init.
+    public let marker: GuestMarker
+    /// Code symbols, to name where a crash happened.
+    public let symbols: ELFSymbols
     /// Page mappings of the image's segments, computed once.
     let pageMappings: [PageMapping]
 
@@ -23,9 +27,21 @@ public struct GuestImage: Sendable {
         } catch {
             throw .invalidGuest(error)
         }
+        marker = GuestMarker(elf)
+        if case .invalid = marker, let refusal = marker.refusal { throw .incompatibleGuest(refusal) }
         self.name = name
         self.version = version
         pageMappings = elf.pageMappings()
+        symbols = ELFSymbols(image: elf)
+    }
+
+    /// `symbol+0xoffset` for a code address, when the image has a symbol
+    /// there (Rust names demangled); escaped, because the symbol table is
+    /// the guest author's text.
+    public func symbolicate(_ address: UInt64) -> String? {
+        guard let (name, offset) = symbols.locate(address, in: elf) else { return nil }
+        let readable = UntrustedText.escape(SymbolName.readable(name))
+        return offset == 0 ? readable : "\(readable)+0x\(String(offset, radix: 16))"
     }
 
     /// Checks the image fits a sandbox of this configuration, without building one.

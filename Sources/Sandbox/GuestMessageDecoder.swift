@@ -26,11 +26,12 @@ public enum GuestMessageDecoder {
 
     /// The failures a guest may report, each with its own message.
     public enum GuestFailure: Equatable, Sendable {
-        case guestError, unknownFunction, outOfMemory, invalidInput
+        case guestError, finalError, unknownFunction, outOfMemory, invalidInput
 
         public func error(message: String) -> SandboxError {
             switch self {
             case .guestError: return .guestError(message)
+            case .finalError: return .finalError(message)
             case .unknownFunction: return .unknownFunction(message)
             case .outOfMemory: return .outOfMemory(message)
             case .invalidInput: return .invalidInput(message)
@@ -58,6 +59,7 @@ public enum GuestMessageDecoder {
             }
             return .result(length: length)
         case HL_STATUS_GUEST_ERROR.rawValue: return .failure(.guestError, messageLength: messageLength)
+        case HL_STATUS_FINAL_ERROR.rawValue: return .failure(.finalError, messageLength: messageLength)
         case HL_STATUS_UNKNOWN_FUNCTION.rawValue: return .failure(.unknownFunction, messageLength: messageLength)
         case HL_STATUS_OUT_OF_MEMORY.rawValue: return .failure(.outOfMemory, messageLength: messageLength)
         case HL_STATUS_OUTPUT_TOO_LARGE.rawValue:

@@ -37,9 +37,10 @@ public final class Sandbox: @unchecked Sendable {
     /// For recyclable sandboxes: the whole vCPU state as built, which every
     /// reset puts back as one value.
     let initialState: VCPUState?
-    /// For recyclable sandboxes: the memory the host wrote at build time, so
-    /// a reset can put back any of it the guest changed.
-    let snapshot: MemorySnapshot?
+    /// For recyclable sandboxes: the memory as built (what the host wrote,
+    /// and what the guest's init wrote), so a reset can put back any of it
+    /// the guest changed. Set once, at the end of `init`.
+    private(set) var snapshot: MemorySnapshot?
     /// Reused between resets, sized for one bit per page.
     var dirtyBitmap: [UInt64]
     /// The guest's log lines: filtered, escaped, budgeted per call and
@@ -67,6 +68,7 @@ public final class Sandbox: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "guest"] = "\(image.name)"
         guestLog = GuestLog(logger: logger)
+        var builtRanges: [Range<UInt64>] = []
         do {
             memory = try GuestMemory(size: Int(layout.memorySize))
             vm = try kvm.makeVM()
@@ -93,22 +95,72 @@ public final class Sandbox: @unchecked Sendable {
                 try vcpu.setSpecialRegisters(sregs)
                 try vcpu.setRegisters(LongMode.registers(entry: GuestLayout.entryStub, stack: layout.stack.upperBound))
                 initialState = try vcpu.captureState()
-                snapshot = try MemorySnapshot(memory: memory, ranges: [
+                builtRanges = [
                     GuestLayout.descriptorTables..<(GuestLayout.pageTableArea + tables.used),
                     GuestLayout.entryStub..<layout.image.upperBound,
-                ])
+                ]
                 // Start the log from a clean slate.
                 try vm.takeDirtyLog(into: &dirtyBitmap)
             } else {
                 // A fresh sandbox runs once; KVM's new vCPU is its state.
                 try vcpu.stageSpecialRegisters(sregs)
                 initialState = nil
-                snapshot = nil
             }
+            snapshot = nil
         } catch let error as KVMError {
             throw .host(error)
         } catch {
             throw .host(.invalidArgument("\(error)"))
+        }
+        if image.marker.hasInit { try runInit() }
+        if configuration.recyclable { try takeSnapshot(builtRanges) }
+    }
+
+    /// Runs the guest's init (HL_CALL_INIT). Any failure, the guest's own
+    /// or a crash or timeout, fails the build: no call ever runs on a VM
+    /// whose init did not finish.
+    private func runInit() throws(SandboxError) {
+        do {
+            _ = try perform(HL_CALL_INIT, input: [], limits: CallLimits(timeoutMilliseconds: configuration.initTimeoutMilliseconds))
+        } catch {
+            if case .host = error { throw error }
+            throw .initFailed(error)
+        }
+        do {
+            // The call's name is not part of the state calls start from.
+            try memory.zero(at: layout.input.lowerBound, length: Int(hostWrittenInput))
+            hostWrittenInput = 0
+            if let initialState { try vcpu.restore(initialState, scope: .everything) }
+        } catch {
+            throw .hostFailure(error)
+        }
+    }
+
+    /// The snapshot a recyclable sandbox resets to: what the host wrote
+    /// when building it, plus every page the guest's init wrote (its heap,
+    /// globals and stack), as they are now.
+    private func takeSnapshot(_ builtRanges: [Range<UInt64>]) throws(SandboxError) {
+        do {
+            try vm.takeDirtyLog(into: &dirtyBitmap)
+            var ranges = builtRanges
+            let page = UInt64(GuestMemory.pageSize)
+            for (wordIndex, word) in dirtyBitmap.enumerated() where word != 0 {
+                var bits = word
+                while bits != 0 {
+                    let start = (UInt64(wordIndex) * 64 + UInt64(bits.trailingZeroBitCount)) * page
+                    bits &= bits - 1
+                    if let last = ranges.last, last.upperBound == start {
+                        ranges[ranges.count - 1] = last.lowerBound..<(start + page)
+                    } else {
+                        ranges.append(start..<(start + page))
+                    }
+                }
+            }
+            snapshot = try MemorySnapshot(memory: memory, ranges: ranges)
+            hostWroteHostCallArea = false
+        } catch {
+            status = .unrecoverable
+            throw .hostFailure(error)
         }
     }
 
@@ -163,8 +215,75 @@ public final class Sandbox: @unchecked Sendable {
     // MARK: Calls
 
     /// Calls `function` with `input` and returns the guest's result bytes.
+    /// An unknown_function error names the functions the guest has.
     public func call(_ function: String, input: [UInt8], limits: CallLimits = .init()) throws(SandboxError) -> [UInt8] {
-        guard status == .ready else {
+        guard !function.hasPrefix(HL_RESERVED_PREFIX) else {
+            throw .unknownFunction("function names starting with \(HL_RESERVED_PREFIX) are reserved")
+        }
+        do {
+            return try perform(function, input: input, limits: limits)
+        } catch {
+            // The guest answered normally, so the VM is fit to answer one
+            // more question, although the failed call poisoned it for jobs.
+            guard case .unknownFunction(let message) = error, status == .poisoned,
+                  let bytes = try? perform(HL_CALL_FUNCTIONS, input: [], allowPoisoned: true,
+                                           limits: CallLimits(timeoutMilliseconds: min(limits.timeoutMilliseconds, 1_000))),
+                  let names = try? Self.parseFunctionList(bytes) else {
+                throw error
+            }
+            throw .unknownFunction(Self.naming(names, after: message))
+        }
+    }
+
+    /// The guest's functions, as its runtime lists them (HL_CALL_FUNCTIONS),
+    /// each escaped for display. A guest that answers with anything but a
+    /// well-formed list fails as invalid_output.
+    public func functions(limits: CallLimits = .init()) throws(SandboxError) -> [String] {
+        let bytes = try perform(HL_CALL_FUNCTIONS, input: [], limits: limits)
+        return try Self.parseFunctionList(bytes)
+    }
+
+    /// Most names a list may hold, and longest name: bounds on what a guest
+    /// can make the host store and print.
+    public static let maximumFunctions = 1024
+    public static let maximumFunctionNameBytes = 256
+
+    static func parseFunctionList(_ bytes: [UInt8]) throws(SandboxError) -> [String] {
+        guard bytes.isEmpty || bytes.last == 0 else {
+            throw .invalidOutput("the function list does not end with a NUL byte")
+        }
+        let names = bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast()
+        guard names.count <= maximumFunctions else {
+            throw .invalidOutput("the guest lists \(names.count) functions, over the limit of \(maximumFunctions)")
+        }
+        var result: [String] = []
+        for name in names {
+            guard (1...maximumFunctionNameBytes).contains(name.count) else {
+                throw .invalidOutput("the function list holds a name of \(name.count) bytes (1...\(maximumFunctionNameBytes))")
+            }
+            result.append(UntrustedText.escape(name))
+        }
+        return result
+    }
+
+    /// An unknown_function message followed by what exists, kept short.
+    static func naming(_ names: [String], after message: String) -> String {
+        guard !names.isEmpty else { return "\(message); the guest lists no functions" }
+        var list = ""
+        for (index, name) in names.enumerated() {
+            let item = (index == 0 ? "" : ", ") + name
+            if list.utf8.count + item.utf8.count > 400 {
+                list += ", and \(names.count - index) more"
+                break
+            }
+            list += item
+        }
+        return "\(message); this guest has: \(list)"
+    }
+
+    private func perform(_ function: String, input: [UInt8], allowPoisoned: Bool = false,
+                         limits: CallLimits) throws(SandboxError) -> [UInt8] {
+        guard status == .ready || (allowPoisoned && status == .poisoned) else {
             throw .host(.invalidArgument("the sandbox is \(status), not ready"))
         }
         try limits.validate()
@@ -262,13 +381,16 @@ public final class Sandbox: @unchecked Sendable {
                     throw .host(.invalidArgument("the entry stub faulted at rip 0x\(String(rip, radix: 16)): this VM cannot be put into a known state"))
                 }
                 if cr2 != Self.faultAddressSentinel {
-                    throw .memoryAccessViolation(address: cr2, rip: rip)
+                    throw .memoryAccessViolation(address: cr2, rip: rip, symbol: image.symbolicate(rip))
                 }
-                throw .guestCrash(reason: "the guest raised an exception (invalid instruction, divide error or similar)", rip: rip)
+                throw .guestCrash(reason: "the guest raised an exception (invalid instruction, divide error or similar)", rip: rip,
+                                  symbol: image.symbolicate(rip))
             case .memoryViolation(let address):
-                throw .memoryAccessViolation(address: address, rip: faultRegisters().rip)
+                let rip = faultRegisters().rip
+                throw .memoryAccessViolation(address: address, rip: rip, symbol: image.symbolicate(rip))
             case .crash(let reason):
-                throw .guestCrash(reason: reason, rip: faultRegisters().rip)
+                let rip = faultRegisters().rip
+                throw .guestCrash(reason: reason, rip: rip, symbol: image.symbolicate(rip))
             }
         }
     }

@@ -10,24 +10,30 @@ public struct SandboxConfiguration: Hashable, Sendable {
     /// Record the pages the guest writes, so the sandbox can be reset to its
     /// snapshot after each call instead of being thrown away.
     public var recyclable: Bool
+    /// How long the guest's init (HL_CALL_INIT, run once when the VM is
+    /// built) may run before the build fails as init_failed/timeout.
+    public var initTimeoutMilliseconds: Int
 
     public static let defaultMemoryMB = 16
     public static let minimumMemoryMB = 8
     /// Upper bound the code supports; operators set a lower one per worker.
     public static let absoluteMaximumMemoryMB = 4096
+    public static let defaultInitTimeoutMilliseconds = 5_000
 
     public init(memoryMB: Int = SandboxConfiguration.defaultMemoryMB,
                 inputAreaSize: Int = 1 << 20,
                 outputAreaSize: Int = 1 << 20,
                 hostCallAreaSize: Int = 64 << 10,
                 stackSize: Int = 256 << 10,
-                recyclable: Bool = false) {
+                recyclable: Bool = false,
+                initTimeoutMilliseconds: Int = SandboxConfiguration.defaultInitTimeoutMilliseconds) {
         self.memoryMB = memoryMB
         self.inputAreaSize = inputAreaSize
         self.outputAreaSize = outputAreaSize
         self.hostCallAreaSize = hostCallAreaSize
         self.stackSize = stackSize
         self.recyclable = recyclable
+        self.initTimeoutMilliseconds = initTimeoutMilliseconds
     }
 
     public func validate() throws(SandboxError) {
@@ -38,6 +44,9 @@ public struct SandboxConfiguration: Hashable, Sendable {
                              ("host-call area", hostCallAreaSize), ("stack", stackSize)]
         where size < 4096 || size % 4096 != 0 || size > 256 << 20 {
             throw .invalidLimits("\(name) size \(size) is not a multiple of 4 KiB between 4 KiB and 256 MiB")
+        }
+        guard (1...CallLimits.maximumTimeoutMilliseconds).contains(initTimeoutMilliseconds) else {
+            throw .invalidLimits("init timeout \(initTimeoutMilliseconds) ms is outside 1...\(CallLimits.maximumTimeoutMilliseconds)")
         }
     }
 }

@@ -38,13 +38,11 @@ struct GuestCommand: ParsableCommand {
                 guard let bytes = FileManager.default.contents(atPath: elf) else {
                     throw CommandError(kind: "invalid_guest", message: "cannot read \(elf)")
                 }
-                do {
-                    try GuestImage(name: name, bytes: Array(bytes)).check(for: SandboxConfiguration())
-                } catch let error as SandboxError {
-                    throw CommandError(kind: error.kind, message: error.message)
-                }
-                let sha256 = try database.connect().putGuest(name: name, image: Array(bytes))
+                let report = try GuestInspection.inspect(name: name, bytes: Array(bytes))
+                let sha256 = try database.connect().putGuest(name: name, image: Array(bytes), functions: report.functions)
                 print("\(name) \(sha256)")
+                if let functions = report.functions { print("functions: \(functions.joined(separator: ", "))") }
+                if let note = report.note { print("note: \(note)") }
             }
         }
     }
@@ -56,7 +54,8 @@ struct GuestCommand: ParsableCommand {
         func run() throws {
             try reportingFailures {
                 for guest in try database.connect().listGuests() {
-                    print("\(guest.name)\t\(guest.sha256)\t\(guest.size) bytes\t\(guest.updatedAt)")
+                    let functions = guest.functions.map { $0.joined(separator: ",") } ?? "(functions not listed)"
+                    print("\(guest.name)\t\(guest.sha256)\t\(guest.size) bytes\t\(guest.updatedAt)\t\(functions)")
                 }
             }
         }

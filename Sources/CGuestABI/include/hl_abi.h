@@ -125,6 +125,8 @@ enum hl_status {
     HL_STATUS_OUT_OF_MEMORY = 3,     /* the guest allocator ran out of heap */
     HL_STATUS_OUTPUT_TOO_LARGE = 4,  /* the result does not fit the output area */
     HL_STATUS_INVALID_INPUT = 5,     /* the runtime could not read the call */
+    HL_STATUS_FINAL_ERROR = 6,       /* the guest's own failure, which a retry
+                                      * cannot fix: the job is not retried */
 };
 
 struct hl_result_header {
@@ -171,6 +173,44 @@ struct hl_hostcall_reply {
     uint32_t reserved;
 };
 
+/* Reserved call names, answered by the guest runtime rather than by a
+ * guest function; jobs cannot name anything starting with HL_RESERVED_PREFIX.
+ *
+ * HL_CALL_INIT: made once when a VM is built (before a recycled VM's
+ * snapshot), only when the ABI note's `init` is not 0; the runtime calls the
+ * guest's hl_init(). OK (empty) unless hl_init set another result.
+ *
+ * HL_CALL_FUNCTIONS: the runtime calls main in listing mode
+ * (hl_call_is_listing), the dispatcher names each function once, and the
+ * result is OK with each name followed by one NUL byte. */
+#define HL_RESERVED_PREFIX "__hl_"
+#define HL_CALL_INIT "__hl_init"
+#define HL_CALL_FUNCTIONS "__hl_functions"
+
+/* The ABI marker: one ELF note in every guest linked with the SDK runtime,
+ * in a PT_NOTE program header, which `guest add` requires. The runtime
+ * emits it; `init` is the address of the guest's hl_init, or 0 (a weak
+ * reference the linker resolves). */
+#define HL_NOTE_NAME "hl-worker"
+#define HL_NOTE_ABI 1u
+#define HL_NOTE_FLAGS_KNOWN 0u   /* no flags defined yet; others are refused */
+
+struct hl_abi_note_desc {
+    uint32_t abi_version;   /* HL_ABI_VERSION */
+    uint32_t flags;         /* 0 */
+    uint64_t init;          /* address of hl_init, or 0 */
+};
+
+struct hl_abi_note {
+    uint32_t namesz;        /* sizeof HL_NOTE_NAME: 10 */
+    uint32_t descsz;        /* sizeof(struct hl_abi_note_desc): 16 */
+    uint32_t type;          /* HL_NOTE_ABI */
+    char name[12];          /* HL_NOTE_NAME, NUL, padded to 4 bytes */
+    struct hl_abi_note_desc desc;
+};
+
+_Static_assert(sizeof(struct hl_abi_note_desc) == 16, "hl_abi_note_desc layout");
+_Static_assert(sizeof(struct hl_abi_note) == 40, "hl_abi_note layout");
 _Static_assert(sizeof(struct hl_boot_info) == 120, "hl_boot_info layout");
 _Static_assert(sizeof(struct hl_call_header) == 16, "hl_call_header layout");
 _Static_assert(sizeof(struct hl_result_header) == 16, "hl_result_header layout");

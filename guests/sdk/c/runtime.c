@@ -14,6 +14,22 @@
  * protocol, or by HL_FUNCTIONS in C. */
 int main(int argc, char **argv);
 
+/* The guest's init, if it defines one (C: HL_INIT; Swift: @_cdecl("hl_init");
+ * Rust: hl_init!). Weak: the linker resolves it to 0 when no object defines
+ * it, and that 0 in the ABI note is how the host knows there is none. */
+extern void hl_init(void) __attribute__((weak));
+
+/* The ABI marker `guest add` requires: see struct hl_abi_note in hl_abi.h.
+ * The linker script keeps it in a PT_NOTE segment. */
+__attribute__((section(".note.hl.abi"), used, aligned(8)))
+static const struct hl_abi_note hl_abi_marker = {
+    .namesz = sizeof HL_NOTE_NAME,
+    .descsz = sizeof(struct hl_abi_note_desc),
+    .type = HL_NOTE_ABI,
+    .name = HL_NOTE_NAME,
+    .desc = {.abi_version = HL_ABI_VERSION, .flags = 0, .init = (uint64_t)(uintptr_t)&hl_init},
+};
+
 /* Not static only so that _start's assembly can name it. */
 _Noreturn void hl_run_call(void);
 
@@ -43,6 +59,13 @@ static struct {
     const uint8_t *input;
     size_t input_len;
     int result_set;
+    /* Answering HL_CALL_FUNCTIONS: the dispatcher names functions through
+     * hl_list_function instead of running one; `listed` bytes of names so
+     * far sit after the result header, and `list_overflow` says they did not
+     * fit. */
+    int listing;
+    size_t listed;
+    int list_overflow;
 } call;
 
 static struct {
@@ -180,6 +203,11 @@ const uint8_t *hl_call_input(size_t *len)
 
 void hl_dispatch(const struct hl_function *table, size_t count)
 {
+    if (call.listing) {
+        for (size_t i = 0; i < count; i++)
+            hl_list_function(table[i].name, strlen(table[i].name));
+        return;
+    }
     for (size_t i = 0; i < count; i++) {
         const char *name = table[i].name;
         if (strlen(name) == call.name_len && memcmp(name, call.name, call.name_len) == 0) {
@@ -193,6 +221,55 @@ void hl_dispatch(const struct hl_function *table, size_t count)
 void hl_return_error(const char *message)
 {
     hl_set_result(HL_STATUS_GUEST_ERROR, message, strlen(message));
+}
+
+void hl_return_final_error(const char *message)
+{
+    hl_set_result(HL_STATUS_FINAL_ERROR, message, strlen(message));
+}
+
+int hl_call_is_listing(void)
+{
+    return call.listing;
+}
+
+void hl_list_function(const char *name, size_t len)
+{
+    if (!call.listing)
+        return;
+    size_t capacity = BOOT->output_size > sizeof(struct hl_result_header)
+                          ? BOOT->output_size - sizeof(struct hl_result_header)
+                          : 0;
+    if (len == 0 || len + 1 > capacity - call.listed || call.listed > capacity) {
+        call.list_overflow = 1;
+        return;
+    }
+    uint8_t *names = (uint8_t *)(uintptr_t)BOOT->output_addr + sizeof(struct hl_result_header);
+    memcpy(names + call.listed, name, len);
+    names[call.listed + len] = 0;
+    call.listed += len + 1;
+}
+
+/* Ends a listing call: the names are already in place after the header. */
+static void finish_listing(void)
+{
+    if (call.list_overflow) {
+        static const char message[] = "the function list does not fit the output area";
+        hl_set_result(HL_STATUS_GUEST_ERROR, message, sizeof message - 1);
+        return;
+    }
+    struct hl_result_header *header = (struct hl_result_header *)(uintptr_t)BOOT->output_addr;
+    header->magic = HL_RESULT_MAGIC;
+    header->status = HL_STATUS_OK;
+    header->len = (uint32_t)call.listed;
+    header->reserved = 0;
+    call.result_set = 1;
+}
+
+static int call_is(const char *name)
+{
+    size_t len = strlen(name);
+    return call.name_len == len && memcmp(call.name, name, len) == 0;
 }
 
 /* Sends a request whose payload is head followed by body, and copies at most
@@ -268,6 +345,13 @@ size_t hl_stack_size(void)
     return BOOT->stack_top - BOOT->stack_bottom;
 }
 
+_Noreturn void hl_end_call(uint32_t status, const void *message, size_t len)
+{
+    flush_stdout();
+    hl_set_result(status, message, len);
+    signal_done();
+}
+
 _Noreturn void hl_crash(void)
 {
     __asm__ volatile("ud2");
@@ -323,9 +407,27 @@ _Noreturn void hl_run_call(void)
     call.input = NULL;
     call.input_len = 0;
     call.result_set = 0;
+    call.listing = 0;
+    call.listed = 0;
+    call.list_overflow = 0;
     stdout_line.len = 0;
 
     if (read_call()) {
+        if (call_is(HL_CALL_INIT)) {
+            /* Success unless init says otherwise. */
+            hl_set_result(HL_STATUS_OK, NULL, 0);
+            if (hl_init)
+                hl_init();
+            flush_stdout();
+            signal_done();
+        }
+        if (call_is(HL_CALL_FUNCTIONS)) {
+            call.listing = 1;
+            main(0, NULL);
+            flush_stdout();
+            finish_listing();
+            signal_done();
+        }
         main(0, NULL);
         flush_stdout();
         if (!call.result_set) {

@@ -6,8 +6,9 @@
  *     static void add(const uint8_t *input, size_t len) { ... hl_return(...); }
  *     HL_FUNCTIONS({"add", add}, {"echo", echo})
  *
- * Each function sets its result with hl_return or hl_return_error (or
- * hl_set_result for another status) before returning. The input is the
+ * Each function sets its result with hl_return, hl_return_error or
+ * hl_return_final_error (or hl_set_result for another status) before
+ * returning. The input is the
  * call's argument bytes; it lives in the read-only input area and stays
  * valid until the function returns.
  */
@@ -49,6 +50,18 @@ static inline void hl_return(const void *bytes, size_t len)
 /* A guest-reported failure (HL_STATUS_GUEST_ERROR) with a NUL-terminated
  * UTF-8 message. */
 void hl_return_error(const char *message);
+
+/* A failure a retry cannot fix (HL_STATUS_FINAL_ERROR): the job is
+ * discarded at once instead of being retried. */
+void hl_return_final_error(const char *message);
+
+/* Declares fn (void fn(void)) as the guest's init: it runs once when a VM
+ * is built, before any job's call and before a recycled VM's snapshot, so
+ * what it sets up is there for every call. It reports failure with
+ * hl_return_error or hl_return_final_error; then no job runs on that VM. */
+#define HL_INIT(fn)                                                                    \
+    void hl_init(void);                                                                \
+    void hl_init(void) { fn(); }
 
 /* Heap. Exhaustion never returns NULL: the runtime reports
  * HL_STATUS_OUT_OF_MEMORY to the host and the call ends there. */

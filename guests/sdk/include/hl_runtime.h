@@ -22,6 +22,12 @@ const uint8_t *hl_call_input(size_t *len);
  * are cut to fit. */
 void hl_set_result(uint32_t status, const void *bytes, size_t len);
 
+/* Listing mode (the reserved call HL_CALL_FUNCTIONS): a dispatcher that
+ * sees hl_call_is_listing() != 0 names each of its functions once, in
+ * order, with hl_list_function, and runs none of them. */
+int hl_call_is_listing(void);
+void hl_list_function(const char *name, size_t len);
+
 /* Sets HL_STATUS_UNKNOWN_FUNCTION naming the current call's function. */
 void hl_report_unknown_function(void);
 
@@ -37,6 +43,11 @@ size_t hl_heap_largest_allocation(void);
 
 /* Bytes between the stack's bottom and its top, as the host laid it out. */
 size_t hl_stack_size(void);
+
+/* Ends the call at once, from any depth, with this status and message
+ * (flushing the stdout line first): for a language's panic or trap, whose
+ * stack cannot be unwound back to the dispatcher. */
+_Noreturn void hl_end_call(uint32_t status, const void *message, size_t len);
 
 /* Executes an invalid instruction: the host sees a guest crash. */
 _Noreturn void hl_crash(void);

@@ -1,12 +1,48 @@
 import HLRuntime
 
 /// A failure the guest reports on purpose. The host records it as a
-/// guest_error carrying `message`.
+/// guest_error carrying `message` (retried like other failures), or, made
+/// with `GuestError.final`, as a guest_final_error: the job is discarded
+/// without retries, for failures a retry cannot fix.
 public struct GuestError: Error {
     public var message: String
+    public var isFinal: Bool
 
     public init(_ message: String) {
         self.message = message
+        isFinal = false
+    }
+
+    /// A failure no retry can fix (bad arguments, a request that can never
+    /// succeed): the job is discarded at once.
+    public static func final(_ message: String) -> GuestError {
+        var error = GuestError(message)
+        error.isFinal = true
+        return error
+    }
+
+    func report() {
+        var message = message
+        let status = isFinal ? HL_STATUS_FINAL_ERROR : HL_STATUS_GUEST_ERROR
+        message.withUTF8 { hl_set_result(status.rawValue, $0.baseAddress, $0.count) }
+    }
+}
+
+/// A guest's init: runs once when its VM is built, before any call and
+/// before a recycled VM's snapshot. Declare it as the C symbol the runtime
+/// looks for:
+///
+///     @_cdecl("hl_init")
+///     func initialize() { GuestInit.run { () throws(GuestError) in table = buildTable() } }
+///
+/// A thrown error fails the VM's build; no job runs on it.
+public enum GuestInit {
+    public static func run(_ body: () throws(GuestError) -> Void) {
+        do {
+            try body()
+        } catch {
+            error.report()
+        }
     }
 }
 
@@ -51,6 +87,14 @@ extension Guest {
     /// Runs once per call: the runtime calls `main` each time the host
     /// enters the guest.
     public static func main() {
+        if hl_call_is_listing() != 0 {
+            for function in functions {
+                function.name.withUTF8Buffer { name in
+                    name.withMemoryRebound(to: CChar.self) { hl_list_function($0.baseAddress, $0.count) }
+                }
+            }
+            return
+        }
         var nameLength = 0
         guard let name = hl_call_name(&nameLength) else { return }
         let requested = UnsafeBufferPointer(start: name, count: nameLength)
@@ -78,10 +122,7 @@ extension Guest {
                 hl_set_result(HL_STATUS_OK.rawValue, $0.baseAddress, $0.count)
             }
         } catch {
-            var message = error.message
-            message.withUTF8 {
-                hl_set_result(HL_STATUS_GUEST_ERROR.rawValue, $0.baseAddress, $0.count)
-            }
+            error.report()
         }
     }
 }
