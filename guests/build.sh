@@ -120,7 +120,8 @@ up_to_date() {
     local out="$1"
     shift
     [[ -f "$out" ]] || return 1
-    [[ -z "$(find "$@" -newer "$out" -type f -print -quit 2>/dev/null)" ]]
+    # -H: an example may be a link to another's directory.
+    [[ -z "$(find -H "$@" -newer "$out" -type f -print -quit 2>/dev/null)" ]]
 }
 
 # Compiles $1 to $2 with the remaining arguments as flags, unless $2 is newer.

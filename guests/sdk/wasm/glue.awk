@@ -25,14 +25,17 @@ function c_name(line) {
         memory = function_name
     } else if (name == "_initialize" && prototype ~ /^void [A-Za-z0-9_]+\(Z_guest_instance_t\*\);$/) {
         initialize = function_name
+    } else if (name == "init" && prototype ~ /^void [A-Za-z0-9_]+\(Z_guest_instance_t\*\);$/) {
+        init = function_name
     } else if (name == "hl_alloc" && prototype ~ /^u32 [A-Za-z0-9_]+\(Z_guest_instance_t\*, u32\);$/) {
         alloc = function_name
     } else if (name == "hl_main" && prototype ~ /^void [A-Za-z0-9_]+\(Z_guest_instance_t\*, u32, u32, u32, u32\);$/) {
         main = function_name
-    } else if (prototype ~ /^void [A-Za-z0-9_]+\(Z_guest_instance_t\*, u32, u32\);$/ && name ~ /^[A-Za-z0-9_.-]+$/) {
+    } else if (prototype ~ /^void [A-Za-z0-9_]+\(Z_guest_instance_t\*, u32, u32\);$/ && name ~ /^[A-Za-z0-9_.-]+$/ &&
+               name !~ /^(__hl_|_start$)/) {
         functions[++function_count] = name
         function_names[function_count] = function_name
-    } else if (name ~ /^(hl_alloc|hl_main|_initialize|memory)$/) {
+    } else if (name ~ /^(hl_alloc|hl_main|_initialize|init|memory)$/) {
         printf "build.sh: the module's export %s has the wrong type; see guests/README.md, \"The Wasm ABI\"\n", name > "/dev/stderr"
         failed = 1
     } else if (prototype ~ /\(/) {
@@ -78,6 +81,13 @@ END {
         print "}"
         print ""
     }
+    if (init != "") {
+        print "static void init(void *instance)"
+        print "{"
+        print "    " init "(instance);"
+        print "}"
+        print ""
+    }
     if (alloc != "") {
         print "static uint32_t alloc(void *instance, uint32_t len)"
         print "{"
@@ -115,6 +125,8 @@ END {
         print "    .memory = memory,"
     if (initialize != "")
         print "    .initialize = initialize,"
+    if (init != "")
+        print "    .init = init,"
     if (alloc != "")
         print "    .alloc = alloc,"
     if (main != "")

@@ -33,6 +33,24 @@ void Z_hlZ_return_error(struct Z_hl_instance_t *hl, uint32_t message, uint32_t l
     hl_set_result(HL_STATUS_GUEST_ERROR, hl_wasm_bytes("hl.return_error", message, len), len);
 }
 
+void Z_hlZ_return_final_error(struct Z_hl_instance_t *hl, uint32_t message, uint32_t len)
+{
+    (void)hl;
+    hl_set_result(HL_STATUS_FINAL_ERROR, hl_wasm_bytes("hl.return_final_error", message, len), len);
+}
+
+uint32_t Z_hlZ_call_is_listing(struct Z_hl_instance_t *hl)
+{
+    (void)hl;
+    return (uint32_t)hl_call_is_listing();
+}
+
+void Z_hlZ_list_function(struct Z_hl_instance_t *hl, uint32_t name, uint32_t len)
+{
+    (void)hl;
+    hl_list_function((const char *)hl_wasm_bytes("hl.list_function", name, len), len);
+}
+
 void Z_hlZ_unknown_function(struct Z_hl_instance_t *hl)
 {
     (void)hl;

@@ -95,11 +95,27 @@ static struct {
     uint32_t exit_status;
 } state;
 
+/* The block linear memory lives in. It is the runtime's first allocation
+ * in a heap nothing has written yet, so it starts out zero, as Wasm memory
+ * must; only bytes below dirty_end, which an instance has used, need zeroing
+ * again. That spares a call that grows memory from clearing what is clear
+ * already. */
 static struct {
     uint8_t *base;
     uint64_t capacity;
+    uint64_t dirty_end;
     int in_use;
 } reservation;
+
+/* Makes [from, to) of the reservation zero and marks it used. */
+static void clear(uint64_t from, uint64_t to)
+{
+    uint64_t dirty = to < reservation.dirty_end ? to : reservation.dirty_end;
+    if (dirty > from)
+        memset(reservation.base + from, 0, (size_t)(dirty - from));
+    if (to > reservation.dirty_end)
+        reservation.dirty_end = to;
+}
 
 /* The detail line of a trap: text and numbers, ASCII only. */
 static void detail_text(const char *text)
@@ -274,25 +290,16 @@ void wasm_rt_allocate_memory(wasm_rt_memory_t *memory, uint32_t initial_pages, u
 {
     if (reservation.in_use)
         trap_limit("more than one linear memory");
-    if (!reservation.base) {
-        size_t available = hl_heap_largest_allocation();
-        uint64_t capacity = available > HEAP_SLACK ? (available - HEAP_SLACK) & ~(WASM_PAGE - 1) : 0;
-        if (capacity > (uint64_t)max_pages * WASM_PAGE)
-            capacity = (uint64_t)max_pages * WASM_PAGE;
-        /* wasm_rt_memory_t counts bytes in 32 bits. */
-        if (capacity > (uint64_t)UINT32_MAX + 1 - WASM_PAGE)
-            capacity = (uint64_t)UINT32_MAX + 1 - WASM_PAGE;
-        reservation.capacity = capacity;
-        reservation.base = capacity ? malloc(capacity) : (uint8_t *)&reservation;
-    }
     if ((uint64_t)initial_pages * WASM_PAGE > reservation.capacity)
         trap_memory(initial_pages);
+    if (reservation.capacity > (uint64_t)max_pages * WASM_PAGE)
+        reservation.capacity = (uint64_t)max_pages * WASM_PAGE;
     reservation.in_use = 1;
     memory->data = reservation.base;
     memory->pages = initial_pages;
     memory->max_pages = max_pages;
     memory->size = (uint32_t)(initial_pages * WASM_PAGE);
-    memset(memory->data, 0, memory->size);
+    clear(0, memory->size);
 }
 
 /* Past the module's own maximum, memory.grow fails as Wasm says (-1);
@@ -306,7 +313,7 @@ uint32_t wasm_rt_grow_memory(wasm_rt_memory_t *memory, uint32_t delta)
         return UINT32_MAX;
     if (new_pages * WASM_PAGE > reservation.capacity)
         trap_memory(new_pages);
-    memset(memory->data + memory->size, 0, (size_t)delta * WASM_PAGE);
+    clear(memory->size, new_pages * WASM_PAGE);
     memory->pages = (uint32_t)new_pages;
     memory->size = (uint32_t)(new_pages * WASM_PAGE);
     return old_pages;
@@ -382,9 +389,23 @@ void hl_wasm_stdio_flush(void);
 /* A fresh instance: module state, memory and tables as the module defines
  * them, then wasi-libc's constructors. Runs guarded: data that does not fit
  * memory traps. */
+/* All the heap but some slack, taken before anything else is allocated. */
+static void reserve(void)
+{
+    size_t available = hl_heap_largest_allocation();
+    uint64_t capacity = available > HEAP_SLACK ? (available - HEAP_SLACK) & ~(WASM_PAGE - 1) : 0;
+    /* wasm_rt_memory_t counts bytes in 32 bits. */
+    if (capacity > (uint64_t)UINT32_MAX + 1 - WASM_PAGE)
+        capacity = (uint64_t)UINT32_MAX + 1 - WASM_PAGE;
+    reservation.capacity = capacity;
+    reservation.base = capacity ? malloc(capacity) : (uint8_t *)&reservation;
+}
+
 static void instantiate(void)
 {
     const struct hl_wasm_module *module = &hl_wasm_module;
+    if (!reservation.base)
+        reserve();
     if (!state.module_ready) {
         wasm_rt_init();
         module->init_module();
@@ -447,7 +468,43 @@ static void run(const uint8_t *name, size_t name_len, const uint8_t *input, size
     hl_report_unknown_function();
 }
 
-/* The per-call entry the C SDK's runtime calls. */
+static void list_exports(void)
+{
+    const struct hl_wasm_module *module = &hl_wasm_module;
+    for (size_t i = 0; i < module->export_count; i++)
+        hl_list_function(module->exports[i].name, strlen(module->exports[i].name));
+}
+
+static void set_stack_limit(void)
+{
+    size_t stack = hl_stack_size();
+    hl_wasm_stack_limit = BOOT->stack_bottom + (stack / 2 < STACK_RESERVE ? stack / 2 : STACK_RESERVE);
+}
+
+/* The guest's init (the SDK's runtime calls it once per VM, before a
+ * recycled VM's snapshot): instantiates the module, so no call pays for
+ * that, and runs the module's own `init` export if it has one. A trap
+ * fails the init. */
+void hl_init(void)
+{
+    set_stack_limit();
+    int trap = setjmp(state.trap);
+    if (trap != 0) {
+        state.guarding = 0;
+        hl_wasm_stdio_flush();
+        report_trap(trap - 1);
+        return;
+    }
+    state.guarding = 1;
+    instantiate();
+    if (hl_wasm_module.init)
+        hl_wasm_module.init(state.instance);
+    state.guarding = 0;
+    hl_wasm_stdio_flush();
+}
+
+/* The per-call entry the C SDK's runtime calls: a call, or the listing of
+ * the module's functions. An instance that trapped is replaced first. */
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -455,8 +512,11 @@ int main(int argc, char **argv)
     size_t name_len, input_len;
     const uint8_t *name = hl_call_name(&name_len);
     const uint8_t *input = hl_call_input(&input_len);
-    size_t stack = hl_stack_size();
-    hl_wasm_stack_limit = BOOT->stack_bottom + (stack / 2 < STACK_RESERVE ? stack / 2 : STACK_RESERVE);
+    if (hl_call_is_listing() && !hl_wasm_module.main) {
+        list_exports();
+        return 0;
+    }
+    set_stack_limit();
 
     int trap = setjmp(state.trap);
     if (trap != 0) {

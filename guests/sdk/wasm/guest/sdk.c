@@ -17,7 +17,10 @@
 
 HL_IMPORT("set_result") void hl_import_set_result(uint32_t status, const void *bytes, size_t len);
 HL_IMPORT("return_error") void hl_import_return_error(const void *message, size_t len);
+HL_IMPORT("return_final_error") void hl_import_return_final_error(const void *message, size_t len);
 HL_IMPORT("unknown_function") void hl_import_unknown_function(void);
+HL_IMPORT("call_is_listing") int hl_import_call_is_listing(void);
+HL_IMPORT("list_function") void hl_import_list_function(const char *name, size_t len);
 HL_IMPORT("log") void hl_import_log(uint32_t level, const void *message, size_t len);
 HL_IMPORT("wall_clock_ns") uint64_t hl_import_wall_clock_ns(void);
 HL_IMPORT("memory_room") uint64_t hl_import_memory_room(void);
@@ -28,6 +31,9 @@ extern char __stack_low;
 extern char __stack_high;
 
 int main(int argc, char **argv);
+
+/* The guest's own init (HL_INIT in C, @_cdecl("hl_init") in Swift), if any. */
+extern void hl_init(void) __attribute__((weak));
 
 static struct {
     const uint8_t *name;
@@ -53,6 +59,15 @@ __attribute__((export_name("hl_alloc"))) void *hl_alloc(size_t len)
         call_buffer.capacity = len;
     }
     return call_buffer.bytes;
+}
+
+/* The module's init export, which the runtime runs once per instance. */
+__attribute__((export_name("init"))) void hl_wasm_init(void)
+{
+    if (hl_init)
+        hl_init();
+    fflush(stdout);
+    fflush(stderr);
 }
 
 __attribute__((export_name("hl_main"))) void hl_main(const uint8_t *name, size_t name_len, const uint8_t *input,
@@ -90,6 +105,21 @@ void hl_return_error(const char *message)
     hl_import_return_error(message, strlen(message));
 }
 
+void hl_return_final_error(const char *message)
+{
+    hl_import_return_final_error(message, strlen(message));
+}
+
+int hl_call_is_listing(void)
+{
+    return hl_import_call_is_listing();
+}
+
+void hl_list_function(const char *name, size_t len)
+{
+    hl_import_list_function(name, len);
+}
+
 void hl_report_unknown_function(void)
 {
     hl_import_unknown_function();
@@ -97,6 +127,11 @@ void hl_report_unknown_function(void)
 
 void hl_dispatch(const struct hl_function *table, size_t count)
 {
+    if (hl_call_is_listing()) {
+        for (size_t i = 0; i < count; i++)
+            hl_list_function(table[i].name, strlen(table[i].name));
+        return;
+    }
     for (size_t i = 0; i < count; i++) {
         const char *name = table[i].name;
         if (strlen(name) == call.name_len && memcmp(name, call.name, call.name_len) == 0) {
@@ -133,6 +168,13 @@ size_t hl_heap_largest_allocation(void)
 size_t hl_stack_size(void)
 {
     return (size_t)(&__stack_high - &__stack_low);
+}
+
+/* A panic's end inside a module: the runtime's trap unwinding does the rest. */
+_Noreturn void hl_end_call(uint32_t status, const void *message, size_t len)
+{
+    hl_set_result(status, message, len);
+    __builtin_trap();
 }
 
 /* `unreachable`: the call ends with the trap of that name. */

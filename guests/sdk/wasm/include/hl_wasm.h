@@ -46,6 +46,8 @@ struct hl_wasm_module {
     void (*initialize)(void *instance);
     /* hl_alloc(len) -> pointer: where the runtime may write len bytes. */
     uint32_t (*alloc)(void *instance, uint32_t len);
+    /* init(): the module's own set-up, run once after instantiation. */
+    void (*init)(void *instance);
     /* hl_main(name, name_len, input, input_len): the SDKs' one dispatcher. */
     void (*main)(void *instance, uint32_t name, uint32_t name_len, uint32_t input, uint32_t input_len);
     const struct hl_wasm_export *exports;
