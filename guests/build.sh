@@ -306,8 +306,11 @@ build_from_wasm() {
         -I "$sdk/wasm/include" -I "$wasm_rt_include" -I "$work" -include hl_wasm.h
     )
     "$clang" "${generated_flags[@]}" -c "$work/guest.c" -o "$work/guest.o"
+    # The glue includes the runtime's import declarations after the
+    # module's: an import declared with other types does not compile.
     "$clang" "${base_cflags[@]}" -Wall -Werror -DWASM_RT_MEMCHECK_SIGNAL_HANDLER=0 -DWASM_RT_USE_STACK_DEPTH_COUNT=0 \
-        -I "$sdk/wasm/include" -I "$wasm_rt_include" -I "$work" -c "$work/glue.c" -o "$work/glue.o"
+        -I "$sdk/wasm/include" -I "$wasm_rt_include" -I "$work" -c "$work/glue.c" -o "$work/glue.o" ||
+        die "$module imports a function with other types than the runtime's (above; $sdk/wasm/include/hl_wasm_imports.h has them)"
     link_elf "$out" "$work/guest.o" "$work/glue.o" "${wasm_runtime_objects[@]}" "${runtime_objects[@]}"
 }
 

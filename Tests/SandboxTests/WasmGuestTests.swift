@@ -1,4 +1,5 @@
 import Foundation
+import KVMTestSupport
 import MicroVM
 import Sandbox
 import XCTest
@@ -110,5 +111,92 @@ final class WasmGuestTests: SandboxTestCase {
         try traps.reset()
         XCTAssertEqual(String(decoding: try traps.call("counter", input: [], limits: .init()), as: UTF8.self),
                        #"{"count":1}"#)
+    }
+
+    // MARK: Modules from other toolchains
+
+    /// A module written by hand, with no SDK inside: guest functions are its
+    /// (i32, i32) exports, input arrives where its hl_alloc says, and
+    /// build.sh works from any folder with relative paths.
+    func testAHandWrittenModuleBuildsFromAnyFolderAndRuns() throws {
+        let folder = try temporaryFolder()
+        try #"""
+            (module
+              (import "hl" "return_result" (func $return (param i32 i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 16) "{\"raw\":true}")
+              (func (export "hl_alloc") (param i32) (result i32) (i32.const 4096))
+              (func (export "echo") (param $input i32) (param $length i32)
+                (call $return (local.get $input) (local.get $length)))
+              (func (export "constant") (param i32 i32)
+                (call $return (i32.const 16) (i32.const 12)))
+              (func (export "helper") (result i32) (i32.const 1)))
+            """#.write(to: folder.appendingPathComponent("raw.wat"), atomically: true, encoding: .utf8)
+        try tool(["wat2wasm", "raw.wat", "-o", "raw.wasm"], in: folder)
+        let (status, output) = try tool([Self.buildScript, "raw.wasm", "-o", "out/raw.elf"], in: folder, check: false)
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("export helper is not a guest function"), output)
+
+        let image = try GuestImage(name: "raw", bytes: Array(try Data(contentsOf: folder.appendingPathComponent("out/raw.elf"))))
+        let sandbox = { try Sandbox(kvm: self.kvm(), image: image, configuration: .init()) }
+        XCTAssertEqual(String(decoding: try sandbox().call("echo", input: Array(#"{"a":1}"#.utf8), limits: .init()),
+                              as: UTF8.self), #"{"a":1}"#)
+        XCTAssertEqual(String(decoding: try sandbox().call("constant", input: [], limits: .init()), as: UTF8.self),
+                       #"{"raw":true}"#)
+        XCTAssertThrowsError(try sandbox().call("helper", input: [], limits: .init())) { error in
+            XCTAssertEqual((error as? SandboxError)?.kind, "unknown_function", "\(error)")
+        }
+    }
+
+    /// build.sh refuses a module that imports what the runtime lacks, or a
+    /// known import with other types, and says which.
+    func testBuildRefusesModulesWithImportsTheRuntimeLacks() throws {
+        let folder = try temporaryFolder()
+        let modules = [
+            ("unknown", #"(module (import "env" "secret" (func (param i32))) (memory (export "memory") 1))"#,
+             "imports what the runtime does not provide: env.secret"),
+            ("mistyped", #"(module (import "hl" "log" (func (param i64))) (memory (export "memory") 1))"#,
+             "Z_hlZ_log"),
+            ("memoryless", #"(module (func (export "f") (param i32 i32)))"#, "exports no memory"),
+        ]
+        for (name, text, expected) in modules {
+            try text.write(to: folder.appendingPathComponent("\(name).wat"), atomically: true, encoding: .utf8)
+            try tool(["wat2wasm", "\(name).wat", "-o", "\(name).wasm"], in: folder)
+            let (status, output) = try tool([Self.buildScript, "\(name).wasm", "-o", "\(name).elf"], in: folder, check: false)
+            XCTAssertNotEqual(status, 0, "\(name): \(output)")
+            XCTAssertTrue(output.contains(expected), "\(name): \(output)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("\(name).elf").path))
+        }
+    }
+
+    static let buildScript = RepositoryPaths.root.appendingPathComponent("guests/build.sh").path
+
+    private func temporaryFolder() throws -> URL {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/wat2wasm") else {
+            let reason = "wat2wasm is missing: apt-get install wabt"
+            if KVMRequirement.isRequired { XCTFail(reason) }
+            throw XCTSkip(reason)
+        }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("hl-wasm-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        return folder
+    }
+
+    /// Runs a command in a folder; its output is stdout and stderr together.
+    @discardableResult
+    private func tool(_ arguments: [String], in folder: URL, check: Bool = true) throws -> (Int32, String) {
+        let process = Process()
+        let pipe = Pipe()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        process.currentDirectoryURL = folder
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        if check { XCTAssertEqual(process.terminationStatus, 0, "\(arguments): \(output)") }
+        return (process.terminationStatus, output)
     }
 }
