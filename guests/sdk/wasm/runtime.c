@@ -387,8 +387,8 @@ uint32_t wasm_rt_grow_externref_table(wasm_rt_externref_table_t *table, uint32_t
 void hl_wasm_stdio_flush(void);
 
 /* A fresh instance: module state, memory and tables as the module defines
- * them, then wasi-libc's constructors. Runs guarded: data that does not fit
- * memory traps. */
+ * them, then wasi-libc's constructors and the module's init export. Runs
+ * guarded: data that does not fit memory traps, and so can init. */
 /* All the heap but some slack, taken before anything else is allocated. */
 static void reserve(void)
 {
@@ -422,6 +422,8 @@ static void instantiate(void)
     hl_wasm_current_memory = module->memory(state.instance);
     if (module->initialize)
         module->initialize(state.instance);
+    if (module->init)
+        module->init(state.instance);
     state.instance_ready = 1;
 }
 
@@ -483,8 +485,7 @@ static void set_stack_limit(void)
 
 /* The guest's init (the SDK's runtime calls it once per VM, before a
  * recycled VM's snapshot): instantiates the module, so no call pays for
- * that, and runs the module's own `init` export if it has one. A trap
- * fails the init. */
+ * that. A trap fails the init. */
 void hl_init(void)
 {
     set_stack_limit();
@@ -497,8 +498,6 @@ void hl_init(void)
     }
     state.guarding = 1;
     instantiate();
-    if (hl_wasm_module.init)
-        hl_wasm_module.init(state.instance);
     state.guarding = 0;
     hl_wasm_stdio_flush();
 }
