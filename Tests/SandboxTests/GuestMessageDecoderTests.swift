@@ -22,6 +22,8 @@ final class GuestMessageDecoderTests: XCTestCase {
         XCTAssertEqual(result(HL_STATUS_UNKNOWN_FUNCTION.rawValue, length: 4080), .failure(.unknownFunction, messageLength: 1024))
         XCTAssertEqual(result(HL_STATUS_OUT_OF_MEMORY.rawValue, length: 0), .failure(.outOfMemory, messageLength: 0))
         XCTAssertEqual(result(HL_STATUS_INVALID_INPUT.rawValue, length: 9), .failure(.invalidInput, messageLength: 9))
+        XCTAssertEqual(result(HL_STATUS_FINAL_ERROR.rawValue, length: 5), .failure(.finalError, messageLength: 5))
+        XCTAssertEqual(GuestMessageDecoder.GuestFailure.finalError.error(message: "no"), .finalError("no"))
         XCTAssertEqual(result(HL_STATUS_OUTPUT_TOO_LARGE.rawValue, length: 0), .error(.outputTooLarge(bytes: 0, limit: 1000)))
         XCTAssertEqual(result(HL_STATUS_OUTPUT_TOO_LARGE.rawValue, length: 0, maxOutput: 1 << 20),
                        .error(.outputTooLarge(bytes: 0, limit: 4080)))

@@ -10,6 +10,8 @@ import Sandbox
 ///   segments' pages with the permissions of the segments there (and equal
 ///   a page-by-page computation where that is small enough to do);
 /// - the image written back out with its parsed headers parses the same;
+/// - its symbol table is bounded and sorted, and lookups stay inside it;
+/// - GuestImage refuses an ABI marker only when the marker is invalid;
 /// - where it fits a sandbox, the layout's areas are ordered with guard
 ///   pages between them, and loading it puts its bytes where they belong.
 enum ELFCheck {
@@ -29,12 +31,17 @@ enum ELFCheck {
         let mappings = image.pageMappings()
         checkMappings(mappings, of: image.segments)
         checkReparse(image)
+        checkSymbols(image)
 
         let fitsLargestMemory = image.segments.allSatisfy { $0.address >= GuestLayout.imageBase && $0.end <= largestMemory }
         switch guest {
         case .success:
             expect(fitsLargestMemory, "GuestImage accepts only images inside the largest memory")
         case .failure(let error):
+            if case .incompatibleGuest = error {
+                if case .invalid = GuestMarker(image) { return }
+                return expect(false, "GuestImage refuses a marker only when the marker is invalid: \(error)")
+            }
             guard case .invalidGuest(.segmentOutOfRange) = error, !fitsLargestMemory else {
                 return expect(false, "GuestImage refuses an image the parser accepts only for its memory bound: \(error)")
             }
@@ -153,6 +160,24 @@ enum ELFCheck {
         var renumbered = image.segments
         for index in renumbered.indices { renumbered[index].index = index }
         expect(again.segments == renumbered, "the segments survive a round trip")
+    }
+
+    /// Whatever the section headers say, the symbol table is bounded and
+    /// sorted, and looking up any code address ends in a symbol inside
+    /// code or nothing.
+    static func checkSymbols(_ image: ELFImage) {
+        let symbols = ELFSymbols(image: image)
+        expect(symbols.symbols.count <= ELFSymbols.maximumSymbols, "at most \(ELFSymbols.maximumSymbols) symbols")
+        expect(zip(symbols.symbols, symbols.symbols.dropFirst()).allSatisfy { $0.address <= $1.address }, "symbols sorted")
+        expect(symbols.symbols.allSatisfy { !$0.name.isEmpty && $0.name.utf8.count <= 4 * ELFSymbols.maximumNameBytes },
+               "symbol names bounded")
+        for segment in image.segments where segment.executable {
+            for address in [segment.address, image.entry, segment.end - 1] {
+                if let found = symbols.locate(address, in: image) {
+                    expect(found.offset <= address, "a symbol at or below the address")
+                }
+            }
+        }
     }
 
     static func checkLayout(_ layout: GuestLayout, image: ELFImage, mappings: [PageMapping]) {

@@ -48,6 +48,7 @@ enum ResultCheck {
             let expected: [UInt32: GuestMessageDecoder.GuestFailure] = [
                 HL_STATUS_GUEST_ERROR.rawValue: .guestError, HL_STATUS_UNKNOWN_FUNCTION.rawValue: .unknownFunction,
                 HL_STATUS_OUT_OF_MEMORY.rawValue: .outOfMemory, HL_STATUS_INVALID_INPUT.rawValue: .invalidInput,
+                HL_STATUS_FINAL_ERROR.rawValue: .finalError,
             ]
             expect(expected[status] == failure, "status \(status) is \(failure)")
             expect(messageLength == min(length, GuestMessageDecoder.maximumMessageBytes), "message length bounded")
@@ -58,7 +59,7 @@ enum ResultCheck {
             case HL_STATUS_OUTPUT_TOO_LARGE.rawValue:
                 expect(error == .outputTooLarge(bytes: 0, limit: min(maxOutput, area - headerSize)), "too large: \(error)")
             default:
-                expect(error == .invalidOutput("the guest returned unknown status \(status)") && status > 5, "unknown status: \(error)")
+                expect(error == .invalidOutput("the guest returned unknown status \(status)") && status > HL_STATUS_FINAL_ERROR.rawValue, "unknown status: \(error)")
             }
         }
     }

@@ -99,8 +99,11 @@ func log(_ args: JSON) throws(GuestError) -> JSON {
     return [:]
 }
 
+/// A guest error with the given message; with "final": true, one that no
+/// retry can fix.
 func fail(_ args: JSON) throws(GuestError) -> JSON {
-    throw GuestError(try args.requireString("message"))
+    let message = try args.requireString("message")
+    throw args["final"]?.bool == true ? GuestError.final(message) : GuestError(message)
 }
 
 func clock(_ args: JSON) throws(GuestError) -> JSON {

@@ -28,6 +28,12 @@ if [[ -z "$rustc" ]]; then
     echo "guests/sdk/rust/build.sh: rustc not found (install a stable Rust, or Debian's rustc)" >&2
     exit 1
 fi
+# hl.rs uses PanicInfo::message, stable since 1.81.
+minor="$("$rustc" --version | sed -n 's/^rustc 1\.\([0-9]*\)\..*/\1/p')"
+if [[ -z "$minor" || "$minor" -lt 81 ]]; then
+    echo "guests/sdk/rust/build.sh: $("$rustc" --version) is too old; Rust guests need rustc 1.81 or newer" >&2
+    exit 1
+fi
 # clang and ld.lld: the Swift toolchain's, as for every other guest.
 swiftc_path="$(command -v swiftc || true)"
 if [[ -z "$swiftc_path" && -x /opt/swift/usr/bin/swiftc ]]; then
@@ -73,11 +79,11 @@ done
 # Static, non-PIE code for a fixed image address; no unwinding (the
 # precompiled core still has landing pads, hence hl.rs's stubs).
 rustflags=(
-    --edition 2021 --target x86_64-unknown-linux-gnu
+    --target x86_64-unknown-linux-gnu
     -C opt-level=s -C panic=abort -C relocation-model=static -C code-model=small
     -C debuginfo=0 -C force-unwind-tables=no
 )
-"$rustc" "${rustflags[@]}" --crate-type rlib --crate-name hl "$sdk/rust/hl.rs" -o "$work/libhl.rlib"
+"$rustc" "${rustflags[@]}" --edition 2021 --crate-type rlib --crate-name hl "$sdk/rust/hl.rs" -o "$work/libhl.rlib"
 
 # Debian's librust-*-dev crates, offline: a guest names the ones it uses in
 # SRC_DIR/crates (one per line, e.g. serde_json); each is built by
@@ -92,7 +98,7 @@ if [[ -f "$source_dir/crates" ]]; then
 fi
 
 name="$(basename "$source_dir" | tr -c 'A-Za-z0-9_\n' _)"
-"$rustc" "${rustflags[@]}" --crate-type staticlib --crate-name "$name" "${externs[@]}" \
+"$rustc" "${rustflags[@]}" --edition 2021 --crate-type staticlib --crate-name "$name" "${externs[@]}" \
     "$source_dir/lib.rs" -o "$work/lib$name.a"
 
 "$lld" -static -nostdlib --no-pie \
