@@ -11,6 +11,10 @@ need=()
 command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -f /usr/include/postgresql/libpq-fe.h ] || need+=(libpq-dev)
 command -v psql >/dev/null || need+=(postgresql-client)
+# The example guests built through Wasm.
+command -v wasm2c >/dev/null || need+=(wabt)
+[ -f /usr/lib/wasm32-wasi/libc.a ] || need+=(wasi-libc)
+ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 || need+=(libclang-rt-dev-wasm32)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "demo.sh: please install: ${need[*]}" >&2

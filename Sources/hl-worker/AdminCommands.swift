@@ -38,6 +38,13 @@ struct GuestCommand: ParsableCommand {
                 guard let bytes = FileManager.default.contents(atPath: elf) else {
                     throw CommandError(kind: "invalid_guest", message: "cannot read \(elf)")
                 }
+                // A Wasm module becomes a guest ELF at build time, not here.
+                if bytes.starts(with: [0x00, 0x61, 0x73, 0x6D]) {
+                    throw CommandError(kind: "invalid_guest", message: """
+                        \(elf) is a WebAssembly module, not a guest ELF: build it into one with \
+                        guests/build.sh \(elf) -o \(name).elf, then add that
+                        """)
+                }
                 let report = try GuestInspection.inspect(name: name, bytes: Array(bytes))
                 let sha256 = try database.connect().putGuest(name: name, image: Array(bytes), functions: report.functions)
                 print("\(name) \(sha256)")

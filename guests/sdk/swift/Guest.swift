@@ -61,6 +61,13 @@ public struct GuestFunction {
         GuestFunction(name: name, body: body)
     }
 
+    /// The same for a function that cannot fail. Its own overload, so that
+    /// the function is called through its own type: in Wasm a non-throwing
+    /// function called as a throwing one has the wrong signature and traps.
+    public static func bytes(_ name: StaticString, _ body: @escaping ([UInt8]) -> [UInt8]) -> GuestFunction {
+        GuestFunction(name: name) { (input: [UInt8]) throws(GuestError) -> [UInt8] in body(input) }
+    }
+
     /// A function whose arguments are a JSON object and whose result is JSON.
     /// Empty input counts as `{}`; input that is not a JSON object becomes a
     /// guest error before `body` runs.
