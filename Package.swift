@@ -41,8 +41,12 @@ let package = Package(
             dependencies: [
                 "CLibPQ",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            plugins: ["EmbedMigrations"]
         ),
+        // migrations/*.sql compiled into JobQueue, so the binary carries its schema.
+        .executableTarget(name: "embed-migrations", swiftSettings: [.swiftLanguageMode(.v6)]),
+        .plugin(name: "EmbedMigrations", capability: .buildTool(), dependencies: ["embed-migrations"]),
         .target(
             name: "Worker",
             dependencies: [

@@ -334,7 +334,7 @@ public final class JobStore: @unchecked Sendable {
             image: try row.required("image", row.bytes))
     }
 
-    private func decodeStringArray(_ json: String, column: String) throws -> [String] {
+    func decodeStringArray(_ json: String, column: String) throws -> [String] {
         guard let array = try? JSONDecoder().decode([String].self, from: Data(json.utf8)) else {
             throw PGError.unexpectedResult(statement: Queries.liveWorkers.name, reason: "\(column) = \(json)")
         }

@@ -19,9 +19,11 @@ public final class WorkerService: @unchecked Sendable {
     private let registry: PrometheusCollectorRegistry?
     private let stopRequested = DispatchSemaphore(value: 0)
     private var signalSources: [DispatchSourceSignal] = []
-    /// Guards `maintenance`, `stopping` and `stopFailure`.
+    /// Guards `maintenance`, `executor`, `graceEnded`, `stopping` and `stopFailure`.
     private let stateLock = NSLock()
     private var maintenance: Maintenance?
+    private var executor: JobExecutor?
+    private var graceEnded = false
     private var stopping = false
     /// Why the worker stopped on its own, reported once it has drained.
     private var stopFailure: WorkerError?
@@ -67,8 +69,19 @@ public final class WorkerService: @unchecked Sendable {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler { [weak self] in
-                self?.logger.info("signal received; draining", metadata: ["signal": "\(signalNumber)"])
-                self?.requestStop()
+                guard let self else { return }
+                if self.isStopping {
+                    // An operator who asks twice does not want to wait out
+                    // the grace period: running jobs are interrupted and
+                    // handed back to the queue for another worker.
+                    self.logger.warning("second signal; stopping now, handing running jobs back",
+                                        metadata: ["signal": "\(signalNumber)"])
+                    self.endGrace()
+                } else {
+                    self.logger.info("signal received; draining (send it again to stop at once)",
+                                     metadata: ["signal": "\(signalNumber)"])
+                    self.requestStop()
+                }
             }
             source.resume()
             signalSources.append(source)
@@ -81,6 +94,16 @@ public final class WorkerService: @unchecked Sendable {
         stopping = true
         stateLock.unlock()
         if first { stopRequested.signal() }
+    }
+
+    /// Cuts the drain's grace period short (now, or as soon as the
+    /// executor exists).
+    public func endGrace() {
+        stateLock.lock()
+        graceEnded = true
+        let executor = self.executor
+        stateLock.unlock()
+        executor?.endGrace()
     }
 
     private var isStopping: Bool {
@@ -104,6 +127,8 @@ public final class WorkerService: @unchecked Sendable {
                             metrics: self.metrics, logger: self.logger.with(component: name))
         }
         let maintenanceSession = session("maintenance")
+        let startup = StartupCheck(session: maintenanceSession, logger: logger.with(component: "startup"))
+        guard try startup.waitForDatabase(shouldStop: { self.isStopping }) else { return }
         let registration: (WorkerRegistration, Int)? = maintenanceSession.runRetrying(shouldStop: { self.isStopping }) { store in
             let registration = try store.registerWorker(info, liveWithin: configuration.rescueAfter)
             guard registration == .registered else { return (registration, 0) }
@@ -118,11 +143,16 @@ public final class WorkerService: @unchecked Sendable {
             logger.info("rescued jobs an earlier process with this id left running", metadata: ["count": "\(strays)"])
         }
         var listener: NotificationListener?
+        var listenFailure: String?
         while listener == nil && !isStopping {
             do {
                 listener = try NotificationListener(conninfo: configuration.databaseURL, logger: logger.with(component: "listener"))
             } catch {
-                logger.warning("cannot LISTEN yet; retrying", metadata: ["error": "\(error)"])
+                // Logged once per distinct failure, not once a second.
+                if "\(error)" != listenFailure {
+                    logger.warning("cannot LISTEN yet; retrying", metadata: ["error": "\(error)"])
+                    listenFailure = "\(error)"
+                }
                 Thread.sleep(forTimeInterval: 1)
             }
         }
@@ -157,7 +187,10 @@ public final class WorkerService: @unchecked Sendable {
                                       onTakenOver: { [weak self] reason in self?.stop(because: reason) })
         stateLock.lock()
         self.maintenance = maintenance
+        self.executor = executor
+        let endGraceNow = graceEnded
         stateLock.unlock()
+        if endGraceNow { executor.endGrace() }
         metrics.liveSlots.record(configuration.concurrency)
         var operations: OperationsServer?
         if let port = configuration.metricsPort, let registry {
