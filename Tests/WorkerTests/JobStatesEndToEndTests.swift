@@ -53,7 +53,11 @@ final class JobStatesEndToEndTests: WorkerTestCase {
     /// attempts left, and the worker carries on with the next job.
     func testJobsNoRetryCanFixAreDiscardedAfterOneAttempt() throws {
         let unknownGuest = try insertJob("echo", guest: "nosuch")
+        // Migration 0008 refuses such args at INSERT; a row from before it
+        // is still failed by the worker.
+        try sql("ALTER TABLE hl.jobs DISABLE TRIGGER jobs_validate")
         let argsNotObject = try insertJob("echo", args: "[1, 2]")
+        try sql("ALTER TABLE hl.jobs ENABLE TRIGGER jobs_validate")
         let unknownFunction = try insertJob("nosuch")
         let worker = try startWorker()
         try waitUntilAllFinal()
