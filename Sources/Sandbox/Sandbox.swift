@@ -163,7 +163,10 @@ public final class Sandbox: @unchecked Sendable {
     // MARK: Calls
 
     /// Calls `function` with `input` and returns the guest's result bytes.
-    public func call(_ function: String, input: [UInt8], limits: CallLimits = .init()) throws(SandboxError) -> [UInt8] {
+    /// `logMetadata` goes on each of the guest's log lines of this call (a
+    /// caller says which job it runs; the sandbox knows no jobs).
+    public func call(_ function: String, input: [UInt8], limits: CallLimits = .init(),
+                     logMetadata: Logger.Metadata = [:]) throws(SandboxError) -> [UInt8] {
         guard status == .ready else {
             throw .host(.invalidArgument("the sandbox is \(status), not ready"))
         }
@@ -178,7 +181,7 @@ public final class Sandbox: @unchecked Sendable {
             throw .hostFailure(error)
         }
 
-        guestLog.beginCall(maxBytes: limits.maxLogBytes)
+        guestLog.beginCall(maxBytes: limits.maxLogBytes, metadata: logMetadata)
         callState.withLock { state in
             state = (true, nil)
             vcpu.clearStop()

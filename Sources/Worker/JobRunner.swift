@@ -61,20 +61,26 @@ final class JobRunner: @unchecked Sendable {
         let duration = Date().timeIntervalSince(started)
         metrics.runTime.recordSeconds(duration)
         metrics.record(outcome)
-        // Queue, guest and function names are whatever the job's submitter
-        // wrote; shown escaped, like the guest's own text.
-        var metadata: Logger.Metadata = [
-            "job": "\(job.id)", "attempt": "\(job.attempt)", "queue": "\(UntrustedText.escape(job.queue))",
-            "guest": "\(UntrustedText.escape(job.guest))", "function": "\(UntrustedText.escape(job.function))",
-            "duration_ms": "\(Int((duration * 1000).rounded()))",
-        ]
+        var metadata = Self.logMetadata(job)
+        metadata["duration_ms"] = .stringConvertible(Int((duration * 1000).rounded()))
         switch outcome {
         case .finished(.completed):
             logger.info("job completed", metadata: metadata)
-        case .finished(.failed(_, _, _, let kind, let message, _)):
+        case .finished(.failed(_, _, _, let kind, let message, let retryable)):
             metadata["error_kind"] = "\(kind)"
             metadata["error"] = "\(message)"
-            logger.warning("job failed", metadata: metadata)
+            if retryable && job.attempt < job.maxAttempts {
+                // The finish draws the exact time with jitter; this is its range.
+                let nominal = min(pow(2, Double(min(job.attempt, 30))) * configuration.backoff.baseSeconds,
+                                  configuration.backoff.maxSeconds)
+                metadata["retry_in_s_min"] = .stringConvertible(nominal * 0.5)
+                metadata["retry_in_s_max"] = .stringConvertible(nominal * 1.5)
+                logger.warning("job failed; retrying in \(Self.seconds(nominal * 0.5)) to \(Self.seconds(nominal * 1.5))",
+                               metadata: metadata)
+            } else {
+                let why = retryable ? "no attempts left" : "a retry cannot fix \(kind)"
+                logger.warning("job failed and was discarded (\(why))", metadata: metadata)
+            }
         case .finished(.cancelled):
             metadata["error_kind"] = "cancelled"
             logger.info("job cancelled", metadata: metadata)
@@ -82,6 +88,19 @@ final class JobRunner: @unchecked Sendable {
             logger.info("job handed back at shutdown", metadata: metadata)
         }
         return outcome
+    }
+
+    /// The fields of every log line about a job, the guest's own lines
+    /// included. Queue, guest and function names are whatever the job's
+    /// submitter wrote; shown escaped, like the guest's own text.
+    static func logMetadata(_ job: ClaimedJob) -> Logger.Metadata {
+        ["job": .stringConvertible(job.id), "attempt": .stringConvertible(job.attempt),
+         "queue": "\(UntrustedText.escape(job.queue))", "guest": "\(UntrustedText.escape(job.guest))",
+         "function": "\(UntrustedText.escape(job.function))"]
+    }
+
+    private static func seconds(_ value: Double) -> String {
+        value < 10 ? String(format: "%.1f s", value) : "\(Int(value.rounded())) s"
     }
 
     /// Runs the job and says how it ended; every failure becomes an outcome.
@@ -112,7 +131,7 @@ final class JobRunner: @unchecked Sendable {
         } catch let error as SandboxError {
             if case .host = error {
                 logger.error("host failure running a job",
-                             metadata: ["job": "\(job.id)", "error": "\(UntrustedText.escape(error.description))"])
+                             metadata: Self.logMetadata(job).merging(["error": "\(UntrustedText.escape(error.description))"]) { $1 })
             }
             return failed(error.kind, error.message, retryable: error.isRetryable)
         } catch {
@@ -142,7 +161,8 @@ final class JobRunner: @unchecked Sendable {
         case .shuttingDown: throw HandBack()
         }
         let result = Result { () throws(SandboxError) -> [UInt8] in
-            try sandbox.call(job.function, input: Array(job.argsJSON.utf8), limits: limits)
+            try sandbox.call(job.function, input: Array(job.argsJSON.utf8), limits: limits,
+                             logMetadata: Self.logMetadata(job))
         }
         let stoppedForShutdown = control.end()
         switch result {
