@@ -83,6 +83,14 @@ extension JobStore {
         return try row.required("changed", row.bool)
     }
 
+    /// Whether this connection now holds the lease of the per-queue gauges
+    /// (a session advisory lock, released when the connection ends). Call
+    /// it once per connection: each success takes the lock once more.
+    public func tryQueueMetricsLease() throws -> Bool {
+        let row = try connection.execute(Queries.tryQueueMetricsLease, [PGParam(Queries.queueMetricsLeaseKey)]).singleRow()
+        return try row.required("leader", row.bool)
+    }
+
     public func queueSummary() throws -> [QueueSummary] {
         try connection.execute(Queries.queueSummary, []).rows.map { row in
             QueueSummary(

@@ -381,6 +381,11 @@ enum Queries {
                    extract(epoch FROM paused_at)::float8 AS paused_at
             FROM hl.queue_summary ORDER BY queue
             """)
+    /// A session lock: held by one worker's maintenance connection until
+    /// that connection ends.
+    static let queueMetricsLeaseKey: Int64 = 0x686C_2D71_6D65
+    static let tryQueueMetricsLease = Query(
+        name: "hl_try_queue_metrics_lease", sql: "SELECT pg_try_advisory_lock($1::bigint) AS leader")
     static let liveWorkerSummary = Query(
         name: "hl_live_worker_summary",
         sql: """

@@ -56,11 +56,14 @@ final class JobRunner: @unchecked Sendable {
     func run(_ prepared: PreparedJob, control: SlotControl) -> RunOutcome {
         let job = prepared.job
         let started = Date()
-        metrics.queueWait.recordSeconds(max(0, started.timeIntervalSince(prepared.claimedAt)))
+        // From when the job was due to when it starts: the backlog a user
+        // feels, not just the moment between claim and slot.
+        metrics.queueWait.recordSeconds(max(0, started.timeIntervalSince(job.runAt ?? prepared.claimedAt)))
         let outcome = self.outcome(of: prepared, control: control)
         let duration = Date().timeIntervalSince(started)
         metrics.runTime.recordSeconds(duration)
-        metrics.record(outcome)
+        metrics.record(outcome, queue: UntrustedText.escape(job.queue, maxBytes: 128),
+                       guest: UntrustedText.escape(job.guest, maxBytes: 128))
         var metadata = Self.logMetadata(job)
         metadata["duration_ms"] = .stringConvertible(Int((duration * 1000).rounded()))
         switch outcome {
@@ -147,6 +150,7 @@ final class JobRunner: @unchecked Sendable {
                                              : fresh.take(program, configuration: sandboxConfiguration))
         metrics.vmsAcquired(mode)
         defer {
+            metrics.vmReleased(mode)
             if mode == .recycled {
                 let resetStart = Date()
                 recycled.giveBack(sandbox)

@@ -74,6 +74,9 @@ public struct WorkerConfiguration: Sendable {
     /// Discarded jobs are deleted this long after finishing (nil: forever).
     public var retainDiscarded: TimeInterval? = 7 * 24 * 3600
     public var pruneInterval: TimeInterval = 60
+    /// Seconds between reads of hl.queue_summary for the per-queue gauges,
+    /// by the one worker holding the lease.
+    public var queueMetricsInterval: TimeInterval = 15
     /// Rows one pruning statement deletes: small, so locks stay short.
     public var pruneBatch = 1000
 
