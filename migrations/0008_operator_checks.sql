@@ -185,3 +185,7 @@ CREATE VIEW hl.live_workers AS
 COMMENT ON VIEW hl.live_workers IS 'Workers that heartbeat within the last minute.';
 
 GRANT SELECT ON hl.queue_summary, hl.live_workers TO hl_worker, hl_dashboard;
+
+-- A worker checks at start-up that the schema is as new as its binary
+-- (hl.schema_migrations is made by the migrator, before any migration).
+GRANT SELECT ON hl.schema_migrations TO hl_worker, hl_dashboard;

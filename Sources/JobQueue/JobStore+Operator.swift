@@ -31,8 +31,11 @@ public struct JobDetail: Sendable, Equatable {
 /// own for an hl_enqueue login. A job the caller may not touch is reported
 /// as not found (SQLSTATE P0002), never as someone else's.
 extension JobStore {
-    /// The newest migration applied; throws (SQLSTATE 42P01) when none is.
-    public func schemaVersion() throws -> Int {
+    /// The newest migration applied; nil when this login may not read
+    /// hl.schema_migrations; throws (SQLSTATE 42P01) when nothing was migrated.
+    public func schemaVersion() throws -> Int? {
+        let readable = try connection.execute(Queries.schemaVersionReadable, []).singleRow()
+        guard try readable.required("readable", readable.bool) else { return nil }
         let row = try connection.execute(Queries.schemaVersion, []).singleRow()
         return try row.required("version", row.int)
     }

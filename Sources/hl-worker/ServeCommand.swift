@@ -71,7 +71,8 @@ struct ServeCommand: ParsableCommand {
             configuration.concurrency = concurrency
             configuration.prefetch = prefetch
             configuration.queues = queues.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
-            configuration.databaseURL = try database.checkedURL()
+            // --check-config checks what a worker would run with, and needs no database.
+            configuration.databaseURL = checkConfig ? database.resolvedURL : try database.checkedURL()
             // novm answers every job with an echo and fails all others as
             // unknown_function: only hl-bench, which sets the variable,
             // may start a worker that way.

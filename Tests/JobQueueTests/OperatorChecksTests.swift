@@ -178,6 +178,8 @@ final class OperatorChecksTests: DatabaseTestCase {
             XCTAssertEqual(embedded.embeddedSQL, try String(contentsOfFile: file.path, encoding: .utf8), file.name)
         }
         XCTAssertEqual(try store.schemaVersion(), Migrator.latestVersion)
+        let worker = try connect(asMemberOf: "hl_worker")
+        XCTAssertEqual(try worker.schemaVersion(), Migrator.latestVersion, "a worker login reads the version")
         XCTAssertEqual(try Migrator.chosenMigrations().map(\.name), files.map(\.name))
     }
 }
