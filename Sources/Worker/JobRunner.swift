@@ -136,7 +136,7 @@ final class JobRunner: @unchecked Sendable {
                 logger.error("host failure running a job",
                              metadata: Self.logMetadata(job).merging(["error": "\(UntrustedText.escape(error.description))"]) { $1 })
             }
-            return failed(error.kind, error.message, retryable: error.isRetryable)
+            return failed(error.kind, error.message + clampNote(job, kind: error.kind), retryable: error.isRetryable)
         } catch {
             return failed("host_error", "\(error)", retryable: true)
         }
@@ -180,6 +180,22 @@ final class JobRunner: @unchecked Sendable {
             return .handBack(job.attemptRef)
         case .failure(let error):
             throw error
+        }
+    }
+
+    /// When a failure may be due to a limit this worker lowered (a job that
+    /// asked for more than --max-timeout-ms or --max-memory-mb), says so in
+    /// its error message, which is what the job's row records.
+    func clampNote(_ job: ClaimedJob, kind: String) -> String {
+        switch kind {
+        case "timeout":
+            guard let asked = job.timeoutMs, asked > configuration.maxTimeoutMilliseconds else { return "" }
+            return " (timeout_ms \(asked) was clamped to this worker's --max-timeout-ms \(configuration.maxTimeoutMilliseconds))"
+        case "out_of_memory":
+            guard let asked = job.memoryMb, asked > configuration.maxMemoryMB else { return "" }
+            return " (memory_mb \(asked) was clamped to this worker's --max-memory-mb \(configuration.maxMemoryMB))"
+        default:
+            return ""
         }
     }
 

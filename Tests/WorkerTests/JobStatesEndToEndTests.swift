@@ -88,4 +88,16 @@ final class JobStatesEndToEndTests: WorkerTestCase {
         try assertCompleted(fine, result: #"{"fib": 12586269025}"#)
         worker.terminate()
     }
+
+    /// A job that asked for more than the worker allows runs under the
+    /// worker's maximum, and a failure that limit may have caused says so.
+    func testAClampThatMattersIsInTheErrorMessage() throws {
+        let clamped = try insertJob("spin", maxAttempts: 1, timeoutMs: 60_000)
+        let worker = try startWorker(concurrency: 1, ["--max-timeout-ms", "300", "--default-timeout-ms", "300"])
+        try waitUntilFinal(clamped)
+        try assertDiscarded(clamped, kind: "timeout", by: worker)
+        let message = try job(clamped).errors.first?["message"] as? String ?? ""
+        XCTAssertTrue(message.contains("timeout_ms 60000 was clamped to this worker's --max-timeout-ms 300"), message)
+        worker.terminate()
+    }
 }
