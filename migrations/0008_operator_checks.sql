@@ -186,6 +186,16 @@ COMMENT ON VIEW hl.live_workers IS 'Workers that heartbeat within the last minut
 
 GRANT SELECT ON hl.queue_summary, hl.live_workers TO hl_worker, hl_dashboard;
 
--- A worker checks at start-up that the schema is as new as its binary
--- (hl.schema_migrations is made by the migrator, before any migration).
-GRANT SELECT ON hl.schema_migrations TO hl_worker, hl_dashboard;
+-- MARK: Schema version
+
+-- A worker checks at start-up that the schema is as new as its binary,
+-- without read access to hl.schema_migrations (the migrator's table).
+-- Calling it on a schema older than this migration fails with
+-- undefined_function, which says the same: migrate.
+CREATE FUNCTION hl.schema_version() RETURNS integer
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(max(version), 0) FROM hl.schema_migrations
+$$;
+
+REVOKE EXECUTE ON FUNCTION hl.schema_version() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hl.schema_version() TO hl_worker;

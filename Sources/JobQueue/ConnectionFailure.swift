@@ -29,6 +29,10 @@ extension PGError {
             // undefined_table, invalid_schema_name: nothing migrated.
             case "42P01", "3F000":
                 return .permanent("the database has no hl-worker schema (\(message)); run: hl-worker migrate")
+            // undefined_function: hl.schema_version, which start-up calls,
+            // came with migration 0008.
+            case "42883":
+                return .permanent("the database schema is older than this hl-worker (\(message)); run: hl-worker migrate")
             // insufficient_privilege: a login without the hl_worker role.
             case "42501":
                 return .permanent("\(message); grant the login the hl_worker role (see docs/operations.md)")

@@ -31,11 +31,10 @@ public struct JobDetail: Sendable, Equatable {
 /// own for an hl_enqueue login. A job the caller may not touch is reported
 /// as not found (SQLSTATE P0002), never as someone else's.
 extension JobStore {
-    /// The newest migration applied; nil when this login may not read
-    /// hl.schema_migrations; throws (SQLSTATE 42P01) when nothing was migrated.
-    public func schemaVersion() throws -> Int? {
-        let readable = try connection.execute(Queries.schemaVersionReadable, []).singleRow()
-        guard try readable.required("readable", readable.bool) else { return nil }
+    /// The newest migration applied (hl.schema_version, for the owner and
+    /// hl_worker logins). Throws 3F000 when nothing was migrated, 42883 when
+    /// the schema predates migration 0008.
+    public func schemaVersion() throws -> Int {
         let row = try connection.execute(Queries.schemaVersion, []).singleRow()
         return try row.required("version", row.int)
     }

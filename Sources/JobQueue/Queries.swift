@@ -34,14 +34,9 @@ enum Queries {
     static let appliedMigrations = Query(
         name: "hl_applied_migrations", sql: "SELECT version FROM hl.schema_migrations")
 
-    /// Fails with 42P01 (undefined_table) on a database never migrated;
-    /// false for a login not granted SELECT (migration 0008 grants it to
-    /// hl_worker and hl_dashboard).
-    static let schemaVersionReadable = Query(
-        name: "hl_schema_version_readable",
-        sql: "SELECT has_table_privilege('hl.schema_migrations', 'SELECT') AS readable")
-    static let schemaVersion = Query(
-        name: "hl_schema_version", sql: "SELECT coalesce(max(version), 0) AS version FROM hl.schema_migrations")
+    /// Fails with 3F000 (no schema hl) on a database never migrated, and
+    /// with 42883 (no such function) on a schema older than migration 0008.
+    static let schemaVersion = Query(name: "hl_schema_version", sql: "SELECT hl.schema_version() AS version")
 
     static let recordMigration = Query(
         name: "hl_record_migration",

@@ -24,11 +24,6 @@ struct StartupCheck {
                 if let waitingFor {
                     logger.info("database reachable", metadata: ["after": "\(waitingFor)"])
                 }
-                guard let version else {
-                    throw WorkerError.databaseUnusable(
-                        "this login may not read hl.schema_migrations: the schema predates this hl-worker "
-                            + "(run: hl-worker migrate, as the schema's owner) or the login lacks the hl_worker role")
-                }
                 guard version >= requiredVersion else {
                     throw WorkerError.databaseUnusable(
                         "the database schema is at migration \(version), older than this hl-worker's "

@@ -88,6 +88,9 @@ final class CommandLineEndToEndTests: WorkerTestCase {
         try assertOneLineFailure(["serve", "--database-url", empty.url], "run: hl-worker migrate")
         try sql("DELETE FROM hl.schema_migrations WHERE version = (SELECT max(version) FROM hl.schema_migrations)")
         try assertOneLineFailure(["serve", "--database-url", database.url], "older than this hl-worker's")
+        // A schema from before the version check itself (migration 0008).
+        try sql("DROP FUNCTION hl.schema_version()")
+        try assertOneLineFailure(["serve", "--database-url", database.url], "older than this hl-worker (")
     }
 
     /// A server that refuses connections is waited for, and said so once,
