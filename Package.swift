@@ -42,11 +42,14 @@ let package = Package(
                 "CLibPQ",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            // Migrations links to migrations/: listing its files here makes
+            // SwiftPM replan (and so rerun the plugin) when one is added or
+            // removed. The copies are unused; the plugin's code embeds them.
+            resources: [.process("Migrations")],
             plugins: ["EmbedMigrations"]
         ),
         // migrations/*.sql compiled into JobQueue, so the binary carries its schema.
-        .executableTarget(name: "embed-migrations", swiftSettings: [.swiftLanguageMode(.v6)]),
-        .plugin(name: "EmbedMigrations", capability: .buildTool(), dependencies: ["embed-migrations"]),
+        .plugin(name: "EmbedMigrations", capability: .buildTool()),
         .target(
             name: "Worker",
             dependencies: [

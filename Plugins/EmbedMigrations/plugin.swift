@@ -3,8 +3,7 @@ import PackagePlugin
 
 /// Compiles migrations/*.sql into the JobQueue module as Swift source, so
 /// the hl-worker binary carries its schema: a copied binary or a container
-/// image can `migrate` with no checkout. Listed again on every build, so a
-/// new migration file is picked up.
+/// image can `migrate` with no checkout.
 @main
 struct EmbedMigrations: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
@@ -13,13 +12,21 @@ struct EmbedMigrations: BuildToolPlugin {
             .filter { $0.hasSuffix(".sql") }
             .sorted()
             .map { directory.appending(path: $0) }
+        let script = context.package.directoryURL.appending(path: "scripts/embed-migrations.sh")
         let output = context.pluginWorkDirectoryURL.appending(path: "EmbeddedMigrations.swift")
+        // The files are the command's inputs, so an edited migration is
+        // embedded again; an added or removed one makes SwiftPM plan the
+        // build again (JobQueue lists them as resources, through its
+        // Migrations link), which calls this again. A shell script rather
+        // than a Swift tool: a tool would be built with the destination's
+        // flags, and a fuzzing build's sanitizer flags make an executable
+        // that cannot link.
         return [
             .buildCommand(
                 displayName: "Embedding \(files.count) migrations",
-                executable: try context.tool(named: "embed-migrations").url,
-                arguments: [output.path] + files.map(\.path),
-                inputFiles: files,
+                executable: URL(fileURLWithPath: "/bin/sh"),
+                arguments: [script.path, output.path, directory.path],
+                inputFiles: files + [script],
                 outputFiles: [output])
         ]
     }

@@ -18,7 +18,8 @@ struct ServeCommand: ParsableCommand {
             less its header); larger ends the job as output_too_large
               host calls          at most \(WorkerConfiguration().maxHostCalls) per call; more ends the job as \
             too_many_host_calls
-              guest log message   at most \(GuestMessageDecoder.maximumMessageBytes) bytes a line
+              guest log line      at most \(UntrustedText.defaultMaxBytes) bytes (longer ones are cut)
+              error message       a guest's failure message is kept up to \(GuestMessageDecoder.maximumMessageBytes) bytes
               memory_mb           \(SandboxConfiguration.minimumMemoryMB) to \(SandboxConfiguration.absoluteMaximumMemoryMB) \
             (refused at INSERT outside it; clamped to --max-memory-mb)
               timeout_ms          1 to \(CallLimits.maximumTimeoutMilliseconds) (refused at INSERT outside it; clamped to \
