@@ -12,7 +12,7 @@ enum LogSetup {
     /// Lines waiting for stderr, all loggers of the process together.
     static let stderrQueue = LogQueue(name: "hl-stderr", capacity: 4096) { dropped in
         // On the queue's own thread, straight to stderr: it is moving again.
-        var notice = StreamLogHandler.standardError(label: "hl.log")
+        var notice = TextLogHandler(label: "hl.log")
         notice.logLevel = .warning
         Logger(label: "hl.log") { _ in notice }
             .warning("log lines dropped: stderr did not keep up", metadata: ["dropped": "\(dropped)"])
