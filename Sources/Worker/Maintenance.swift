@@ -139,7 +139,7 @@ final class Maintenance: @unchecked Sendable {
             let rescued = try session.run { store in try store.rescue(staleAfter: configuration.rescueAfter) }
             if rescued > 0 {
                 metrics.rescued.increment(by: rescued)
-                logger.info("rescued jobs of silent workers", metadata: ["count": "\(rescued)"])
+                logger.info("rescued jobs of silent workers", metadata: ["count": .stringConvertible(rescued)])
             }
             try handBackStrays()
         } catch {
@@ -191,7 +191,7 @@ final class Maintenance: @unchecked Sendable {
             }
             if total > 0 {
                 metrics.pruned.increment(by: total)
-                logger.info("deleted finished jobs past retention", metadata: ["count": "\(total)"])
+                logger.info("deleted finished jobs past retention", metadata: ["count": .stringConvertible(total)])
             }
         } catch {
             logger.warning("pruning failed", metadata: ["error": "\(error)"])
@@ -208,7 +208,7 @@ final class Maintenance: @unchecked Sendable {
         suspectedStrays = strays.subtracting(confirmed)
         if !confirmed.isEmpty {
             let handed = try session.run { store in try store.requeue(Array(confirmed), worker: info) }
-            logger.warning("handed back jobs whose claim answer was lost", metadata: ["count": "\(handed.count)"])
+            logger.warning("handed back jobs whose claim answer was lost", metadata: ["count": .stringConvertible(handed.count)])
         }
     }
 }

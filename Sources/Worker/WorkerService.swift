@@ -75,11 +75,11 @@ public final class WorkerService: @unchecked Sendable {
                     // the grace period: running jobs are interrupted and
                     // handed back to the queue for another worker.
                     self.logger.warning("second signal; stopping now, handing running jobs back",
-                                        metadata: ["signal": "\(signalNumber)"])
+                                        metadata: ["signal": .stringConvertible(signalNumber)])
                     self.endGrace()
                 } else {
                     self.logger.info("signal received; draining (send it again to stop at once)",
-                                     metadata: ["signal": "\(signalNumber)"])
+                                     metadata: ["signal": .stringConvertible(signalNumber)])
                     self.requestStop()
                 }
             }
@@ -140,7 +140,7 @@ public final class WorkerService: @unchecked Sendable {
                                             rescueAfter: configuration.rescueAfter)
         }
         if strays > 0 {
-            logger.info("rescued jobs an earlier process with this id left running", metadata: ["count": "\(strays)"])
+            logger.info("rescued jobs an earlier process with this id left running", metadata: ["count": .stringConvertible(strays)])
         }
         var listener: NotificationListener?
         var listenFailure: String?
@@ -202,25 +202,25 @@ public final class WorkerService: @unchecked Sendable {
         maintenance.start()
         producer.start()
         logger.info("worker started", metadata: [
-            "concurrency": "\(configuration.concurrency)", "vm": "\(configuration.defaultVM.rawValue)",
+            "concurrency": .stringConvertible(configuration.concurrency), "vm": "\(configuration.defaultVM.rawValue)",
             "queues": "\(configuration.queues?.joined(separator: ",") ?? "*")",
             "worst_case_memory_mib": "\(memoryBudget.worstCaseMB)",
             "memory_limit_mib": "\(memoryLimit.bytes.map { "\($0 >> 20)" } ?? "none")",
         ])
 
         stopRequested.wait()
-        logger.info("stopping: no new claims; waiting for running jobs", metadata: ["grace_s": "\(configuration.shutdownGrace)"])
+        logger.info("stopping: no new claims; waiting for running jobs", metadata: ["grace_s": .stringConvertible(configuration.shutdownGrace)])
         producer.stop()
         let leftOver = executor.drain(grace: configuration.shutdownGrace)
         if !completer.flush(timeout: 30) {
-            logger.error("some outcomes could not be written; those jobs will be rescued", metadata: ["count": "\(completer.backlog)"])
+            logger.error("some outcomes could not be written; those jobs will be rescued", metadata: ["count": .stringConvertible(completer.backlog)])
         }
         completer.stop()
         if !leftOver.isEmpty {
             let handed = maintenanceSession.runRetrying(shouldStop: { false }) { store in
                 try store.requeue(leftOver, worker: info)
             }
-            logger.info("handed unfinished jobs back to the queue", metadata: ["count": "\(handed?.count ?? 0)"])
+            logger.info("handed unfinished jobs back to the queue", metadata: ["count": .stringConvertible(handed?.count ?? 0)])
         }
         maintenance.stop()
         _ = try? maintenanceSession.run { store in try store.deregisterWorker(info) }
