@@ -67,9 +67,23 @@ BEGIN
 END
 $$;
 
+-- The WHEN clause restates the rules as one expression, evaluated inline:
+-- the function (and its per-row call cost) runs only for a row it will
+-- refuse. Measured on 20,000-row INSERT ... SELECTs (9 interleaved runs,
+-- p50): 297 ms with no check, 412 ms with this, 648 ms calling the
+-- function for every row. run_at is not in the UPDATE OF list: workers
+-- set it (retries, hand-backs).
 CREATE TRIGGER jobs_validate
     BEFORE INSERT OR UPDATE OF args, function, memory_mb, timeout_ms, guest ON hl.jobs
-    FOR EACH ROW EXECUTE FUNCTION hl.jobs_validate();
+    FOR EACH ROW
+    WHEN (jsonb_typeof(NEW.args) IS DISTINCT FROM 'object'
+          OR octet_length(NEW.function) > 256
+          OR octet_length(NEW.args::text) + octet_length(NEW.function) + 16 > 1048576
+          OR NEW.memory_mb NOT BETWEEN 8 AND 4096
+          OR NEW.timeout_ms NOT BETWEEN 1 AND 86400000
+          OR NEW.guest !~ '^[A-Za-z][A-Za-z0-9_.-]{0,63}$'
+          OR NEW.run_at IN ('infinity', '-infinity'))
+    EXECUTE FUNCTION hl.jobs_validate();
 
 -- MARK: Retry, cancel and read one job, by role
 
