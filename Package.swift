@@ -45,8 +45,15 @@ let package = Package(
             dependencies: [
                 "CLibPQ",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            // Migrations links to migrations/: listing its files here makes
+            // SwiftPM replan (and so rerun the plugin) when one is added or
+            // removed. The copies are unused; the plugin's code embeds them.
+            resources: [.process("Migrations")],
+            plugins: ["EmbedMigrations"]
         ),
+        // migrations/*.sql compiled into JobQueue, so the binary carries its schema.
+        .plugin(name: "EmbedMigrations", capability: .buildTool()),
         .target(
             name: "Worker",
             dependencies: [

@@ -2,29 +2,6 @@
 -- may do through it, and the indexes that keep its pages fast when the
 -- table holds millions of finished jobs.
 
--- Retrying a discarded or cancelled job: back to available with a fresh
--- attempt count, its errors kept (they are its history). The same name and
--- contract as the operator helper's migration 0008 defines for
--- `hl-worker job retry`; CREATE OR REPLACE so that whichever of the two
--- runs last leaves one definition.
-CREATE OR REPLACE FUNCTION hl.retry_job(job_id bigint) RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    UPDATE hl.jobs
-    SET state = 'available', attempt = 0, run_at = now(), finished_at = NULL,
-        cancel_requested_at = NULL, result = NULL
-    WHERE id = job_id AND state IN ('discarded', 'cancelled');
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    -- Wake idle workers, as an INSERT would.
-    PERFORM pg_notify('hl_jobs', '');
-    RETURN true;
-END
-$$;
-
-REVOKE EXECUTE ON FUNCTION hl.retry_job(bigint) FROM PUBLIC;
-
 -- Guests without their images: a dashboard shows the digest and the size,
 -- never needs the bytes (octet_length reads the stored length, not the
 -- image).
@@ -55,7 +32,31 @@ END
 $$;
 
 GRANT UPDATE (cancel_requested_at) ON hl.jobs TO hl_operator;
-GRANT EXECUTE ON FUNCTION hl.retry_job(bigint), hl.pause_queue(text), hl.resume_queue(text) TO hl_operator;
+GRANT EXECUTE ON FUNCTION hl.retry_job(bigint), hl.cancel_job(bigint), hl.job_for_caller(bigint),
+    hl.pause_queue(text), hl.resume_queue(text) TO hl_operator;
+
+-- hl.retry_job and hl.cancel_job (0008) act on the jobs hl.job_for_caller
+-- lets the session's login change: an operator, like the owner and
+-- hl_worker, may change any job.
+CREATE OR REPLACE FUNCTION hl.job_for_caller(job_id bigint) RETURNS hl.jobs
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    found_job hl.jobs;
+    owner_oid oid;
+BEGIN
+    SELECT relowner INTO owner_oid FROM pg_class WHERE oid = 'hl.jobs'::regclass;
+    SELECT * INTO found_job FROM hl.jobs WHERE id = job_id;
+    IF found_job.id IS NOT NULL AND (
+           pg_has_role(session_user, owner_oid, 'USAGE')
+        OR pg_has_role(session_user, 'hl_worker', 'USAGE')
+        OR pg_has_role(session_user, 'hl_operator', 'USAGE')
+        OR (pg_has_role(session_user, 'hl_enqueue', 'USAGE') AND found_job.submitted_by = session_user::text)) THEN
+        RETURN found_job;
+    END IF;
+    RAISE EXCEPTION 'no job % that % may change', job_id, session_user
+        USING ERRCODE = 'no_data_found';
+END
+$$;
 
 -- The job list filtered to failures walks this backwards by id; it holds
 -- only discarded and cancelled jobs, so a job that completes never enters

@@ -65,6 +65,9 @@ public final class JobStore: @unchecked Sendable {
         precondition(limit > 0, "claim limit must be positive")
         let result = try connection.execute(
             Queries.claim, [.text(workerID), PGParam(limit), queues.map { PGParam.array($0) } ?? .null])
+        // run_at (epoch seconds) feeds hl_job_queue_wait_seconds once the
+        // claim returns it.
+        let hasRunAt = result.columns.contains("run_at")
         return try result.rows.map { row in
             ClaimedJob(
                 id: try row.required("id", row.int64),
@@ -78,7 +81,8 @@ public final class JobStore: @unchecked Sendable {
                 timeoutMs: try row.int("timeout_ms"),
                 memoryMb: try row.int("memory_mb"),
                 vm: row.string("vm"),
-                guestSHA256: row.string("guest_sha256"))
+                guestSHA256: row.string("guest_sha256"),
+                runAt: hasRunAt ? try row.date("run_at") : nil)
         }
     }
 
@@ -338,7 +342,7 @@ public final class JobStore: @unchecked Sendable {
             image: try row.required("image", row.bytes))
     }
 
-    private func decodeStringArray(_ json: String, column: String) throws -> [String] {
+    func decodeStringArray(_ json: String, column: String) throws -> [String] {
         guard let array = try? JSONDecoder().decode([String].self, from: Data(json.utf8)) else {
             throw PGError.unexpectedResult(statement: Queries.liveWorkers.name, reason: "\(column) = \(json)")
         }

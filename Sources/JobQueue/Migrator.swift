@@ -31,7 +31,17 @@ public struct Migration: Sendable, Equatable {
     public var version: Int
     /// The file name without .sql, e.g. "0001_schema".
     public var name: String
+    /// Where it was read from: a file, or "(embedded)/NAME.sql".
     public var path: String
+    /// The SQL of an embedded migration; nil for a file, read when applied.
+    public var embeddedSQL: String?
+
+    public init(version: Int, name: String, path: String, embeddedSQL: String? = nil) {
+        self.version = version
+        self.name = name
+        self.path = path
+        self.embeddedSQL = embeddedSQL
+    }
 }
 
 /// Applies migrations/NNNN_name.sql files in order, each in its own
@@ -43,6 +53,25 @@ public struct Migration: Sendable, Equatable {
 /// transaction that also records it.
 public enum Migrator {
     public static let environmentVariable = "HL_MIGRATIONS_DIR"
+
+    /// The migrations compiled into this binary (migrations/*.sql at build
+    /// time, by the EmbedMigrations plugin), in version order.
+    public static let embedded: [Migration] = EmbeddedMigrations.files.compactMap { file in
+        guard let version = Int(file.name.prefix(4)) else { return nil }
+        return Migration(version: version, name: file.name, path: "(embedded)/\(file.name).sql", embeddedSQL: file.sql)
+    }.sorted { $0.version < $1.version }
+
+    /// The newest schema version this binary knows.
+    public static var latestVersion: Int { embedded.last?.version ?? 0 }
+
+    /// What `migrate` applies: the files of `explicit` or of
+    /// $HL_MIGRATIONS_DIR when either is set, else the embedded ones.
+    public static func chosenMigrations(explicit: String? = nil) throws -> [Migration] {
+        let fromEnvironment = ProcessInfo.processInfo.environment[environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+        guard let directory = explicit ?? fromEnvironment else { return embedded }
+        guard holdsMigrations(directory) else { throw MigrationError.directoryNotFound(searched: [directory]) }
+        return try migrations(in: directory)
+    }
 
     /// Where the migrations are: `explicit` if given, else
     /// $HL_MIGRATIONS_DIR, else `<executable dir>/../share/hl-worker/migrations`
@@ -114,7 +143,15 @@ public enum Migrator {
         connection: PGConnection, directory: String,
         logger: Logger = Logger(label: "hl.migrate")
     ) throws -> [String] {
-        let pending = try migrations(in: directory)
+        try migrate(connection: connection, migrations: try migrations(in: directory), logger: logger)
+    }
+
+    /// Applies those of `pending` that the database lacks.
+    @discardableResult
+    public static func migrate(
+        connection: PGConnection, migrations pending: [Migration],
+        logger: Logger = Logger(label: "hl.migrate")
+    ) throws -> [String] {
         let lockKey = PGParam(Queries.migrationLockKey)
         try connection.execute(Queries.lockMigrations, [lockKey])
         defer {
@@ -126,10 +163,14 @@ public enum Migrator {
         var names: [String] = []
         for migration in pending where !applied.contains(migration.version) {
             let sql: String
-            do {
-                sql = try String(contentsOfFile: migration.path, encoding: .utf8)
-            } catch {
-                throw MigrationError.unreadable(path: migration.path, reason: "\(error)")
+            if let embeddedSQL = migration.embeddedSQL {
+                sql = embeddedSQL
+            } else {
+                do {
+                    sql = try String(contentsOfFile: migration.path, encoding: .utf8)
+                } catch {
+                    throw MigrationError.unreadable(path: migration.path, reason: "\(error)")
+                }
             }
             do {
                 try connection.transaction {

@@ -114,6 +114,9 @@ public struct ClaimedJob: Sendable, Equatable {
     public var vm: String?
     /// The digest of the guest's current image; nil when no guest has that name.
     public var guestSHA256: String?
+    /// When the job was due (its run_at), for the queue-wait metric; nil
+    /// when the claim statement does not return it.
+    public var runAt: Date? = nil
 
     public var attemptRef: JobAttempt { JobAttempt(id: id, attempt: attempt) }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// What went wrong talking to PostgreSQL.
 ///
 /// `connectionLost` is the one a caller recovers from by reconnecting
@@ -24,7 +26,22 @@ public enum PGError: Error, Equatable, Sendable {
 }
 
 extension PGError: CustomStringConvertible {
+    /// Always one line: libpq's messages carry embedded newlines and tabs
+    /// ("...failed: Connection refused\n\tIs the server running..."),
+    /// which would split one log entry over several.
     public var description: String {
+        PGError.oneLine(multiLineDescription)
+    }
+
+    /// Newlines and the whitespace around them become "; ".
+    public static func oneLine(_ text: String) -> String {
+        text.split(whereSeparator: \.isNewline)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+            .joined(separator: "; ")
+    }
+
+    private var multiLineDescription: String {
         switch self {
         case .connectFailed(let message):
             return "cannot connect to PostgreSQL: \(message) "

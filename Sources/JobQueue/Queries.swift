@@ -34,6 +34,10 @@ enum Queries {
     static let appliedMigrations = Query(
         name: "hl_applied_migrations", sql: "SELECT version FROM hl.schema_migrations")
 
+    /// Fails with 3F000 (no schema hl) on a database never migrated, and
+    /// with 42883 (no such function) on a schema older than migration 0008.
+    static let schemaVersion = Query(name: "hl_schema_version", sql: "SELECT hl.schema_version() AS version")
+
     static let recordMigration = Query(
         name: "hl_record_migration",
         sql: "INSERT INTO hl.schema_migrations (version, name) VALUES ($1::integer, $2::text)")
@@ -441,6 +445,48 @@ enum Queries {
             UPDATE hl.jobs SET progress = jsonb_build_object(
                 'attempt', $2::integer, 'fraction', $4::float8, 'note', $5::text, 'at', now())
             WHERE id = $1::bigint AND state = 'running' AND attempt = $2::integer AND attempted_by = $3::text
+            """)
+
+    // MARK: One job, by the caller's role (migration 0008)
+
+    /// hl.job_for_caller refuses a job the caller may not see with the same
+    /// error as a missing one (SQLSTATE P0002).
+    static let jobForCaller = Query(
+        name: "hl_job_for_caller",
+        sql: """
+            SELECT id, queue, guest, function, args::text AS args, priority, state,
+                   attempt, max_attempts, result::text AS result, errors::text AS errors,
+                   extract(epoch FROM run_at)::float8 AS run_at,
+                   extract(epoch FROM finished_at)::float8 AS finished_at,
+                   attempted_by, timeout_ms, memory_mb, vm, submitted_by,
+                   extract(epoch FROM created_at)::float8 AS created_at
+            FROM hl.job_for_caller($1::bigint)
+            """)
+    static let retryJob = Query(name: "hl_retry_job", sql: "SELECT hl.retry_job($1::bigint) AS changed")
+    static let cancelJob = Query(name: "hl_cancel_job", sql: "SELECT hl.cancel_job($1::bigint) AS changed")
+
+    /// Per-queue counts for `status` and the queue gauges: views an
+    /// hl_dashboard login may read.
+    static let queueSummary = Query(
+        name: "hl_queue_summary",
+        sql: """
+            SELECT queue, available, scheduled, running, retryable,
+                   extract(epoch FROM now() - oldest_available_at)::float8 AS oldest_available_age,
+                   extract(epoch FROM paused_at)::float8 AS paused_at
+            FROM hl.queue_summary ORDER BY queue
+            """)
+    /// A session lock: held by one worker's maintenance connection until
+    /// that connection ends.
+    static let queueMetricsLeaseKey: Int64 = 0x686C_2D71_6D65
+    static let tryQueueMetricsLease = Query(
+        name: "hl_try_queue_metrics_lease", sql: "SELECT pg_try_advisory_lock($1::bigint) AS leader")
+    static let liveWorkerSummary = Query(
+        name: "hl_live_worker_summary",
+        sql: """
+            SELECT id, host, pid, extract(epoch FROM started_at)::float8 AS started_at,
+                   extract(epoch FROM heartbeat_at)::float8 AS heartbeat_at,
+                   concurrency, array_to_json(queues)::text AS queues, version, running
+            FROM hl.live_workers ORDER BY id
             """)
 
     // MARK: Notifications

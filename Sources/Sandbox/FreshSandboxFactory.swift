@@ -49,6 +49,13 @@ public final class FreshSandboxFactory: @unchecked Sendable {
         }
     }
 
+    /// Sandboxes built and waiting in stock, all keys together.
+    public var stockCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return stocks.values.reduce(0) { $0 + $1.ready.count }
+    }
+
     /// Stops the creators and tears down the stock.
     public func shutdown() {
         condition.lock()

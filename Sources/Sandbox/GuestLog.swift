@@ -16,9 +16,13 @@ struct GuestLog {
         self.queue = queue
     }
 
+    /// This call's fields (job, attempt, guest, function), on each line.
+    private var callMetadata: Logger.Metadata = [:]
+
     /// A new call starts with the whole budget.
-    mutating func beginCall(maxBytes: Int) {
+    mutating func beginCall(maxBytes: Int, metadata: Logger.Metadata = [:]) {
         budget = LogBudget(limit: maxBytes)
+        callMetadata = metadata
     }
 
     mutating func record(level: Logger.Level, message: some Collection<UInt8>) {
@@ -26,13 +30,16 @@ struct GuestLog {
         guard logger.logLevel <= level, !budget.isExhausted else { return }
         let text = UntrustedText.escape(message)
         let logger = logger
+        let call = callMetadata
         switch budget.admit(bytes: text.utf8.count) {
         case .write:
-            queue.enqueue { logger.log(level: level, "\(text)", metadata: ["origin": "guest"]) }
+            queue.enqueue {
+                logger.log(level: level, "\(text)", metadata: call.merging(["origin": "guest"]) { $1 })
+            }
         case .truncate(let limit):
             queue.enqueue {
                 logger.warning("guest log truncated: this call logged more than its \(limit)-byte budget; its later lines are dropped",
-                               metadata: ["origin": "host", "log_budget_bytes": "\(limit)"])
+                               metadata: call.merging(["origin": "host", "log_budget_bytes": .stringConvertible(limit)]) { $1 })
             }
         case .drop:
             break

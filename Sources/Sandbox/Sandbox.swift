@@ -220,15 +220,18 @@ public final class Sandbox: @unchecked Sendable {
     /// An unknown_function error names the functions the guest has.
     /// `hostCalls` answers the host functions the sandbox does not know
     /// itself during this call (see `HostCallHandler`).
+    /// `logMetadata` goes on each of the guest's log lines of this call (a
+    /// caller says which job it runs; the sandbox knows no jobs).
     public func call(_ function: String, input: [UInt8], limits: CallLimits = .init(),
-                     hostCalls: (any HostCallHandler)? = nil) throws(SandboxError) -> [UInt8] {
+                     hostCalls: (any HostCallHandler)? = nil,
+                     logMetadata: Logger.Metadata = [:]) throws(SandboxError) -> [UInt8] {
         guard !function.hasPrefix(HL_RESERVED_PREFIX) else {
             throw .unknownFunction("function names starting with \(HL_RESERVED_PREFIX) are reserved")
         }
         do {
             hostCallHandler = hostCalls
             defer { hostCallHandler = nil }
-            return try perform(function, input: input, limits: limits)
+            return try perform(function, input: input, limits: limits, logMetadata: logMetadata)
         } catch {
             // The guest answered normally, so the VM is fit to answer one
             // more question, although the failed call poisoned it for jobs.
@@ -289,7 +292,7 @@ public final class Sandbox: @unchecked Sendable {
     }
 
     private func perform(_ function: String, input: [UInt8], allowPoisoned: Bool = false,
-                         limits: CallLimits) throws(SandboxError) -> [UInt8] {
+                         limits: CallLimits, logMetadata: Logger.Metadata = [:]) throws(SandboxError) -> [UInt8] {
         guard status == .ready || (allowPoisoned && status == .poisoned) else {
             throw .host(.invalidArgument("the sandbox is \(status), not ready"))
         }
@@ -304,7 +307,7 @@ public final class Sandbox: @unchecked Sendable {
             throw .hostFailure(error)
         }
 
-        guestLog.beginCall(maxBytes: limits.maxLogBytes)
+        guestLog.beginCall(maxBytes: limits.maxLogBytes, metadata: logMetadata)
         callState.withLock { state in
             state = (true, nil)
             vcpu.clearStop()

@@ -13,6 +13,8 @@ final class DatabaseSession: @unchecked Sendable {
     private var store: JobStore?
     private var retryDelay: TimeInterval = 0.05
     private var lastFailure: Date?
+    /// The reason of the failure last logged by `runRetrying`; nil after a success.
+    private var lastRetryReason: String?
 
     init(url: String?, backoff: Backoff, metrics: WorkerMetrics, logger: Logger) {
         self.url = url
@@ -42,9 +44,20 @@ final class DatabaseSession: @unchecked Sendable {
             do {
                 let value = try run(body)
                 retryDelay = 0.05
+                lastRetryReason = nil
                 return value
             } catch {
-                logger.warning("database call failed; retrying", metadata: ["error": "\(error)", "retry_in_s": "\(retryDelay)"])
+                // Once per change of reason, not once per try: an outage
+                // would otherwise write a line every few seconds per thread.
+                let reason = (error as? PGError).map { failure -> String in
+                    if case .transient(let reason) = failure.connectionFailure { return reason }
+                    return "\(failure)"
+                } ?? "\(error)"
+                if reason != lastRetryReason {
+                    logger.warning("database call failed; retrying until it succeeds",
+                                   metadata: ["error": "\(error)", "reason": "\(reason)"])
+                    lastRetryReason = reason
+                }
                 Thread.sleep(forTimeInterval: retryDelay)
                 retryDelay = min(retryDelay * 2, 5)
             }

@@ -20,6 +20,8 @@ final class JobExecutor: @unchecked Sendable {
     private var queue: [PreparedJob] = []
     private var busy = 0
     private var stopping = false
+    /// Set by `endGrace`; guarded by `condition`, like the fields above.
+    private var graceEnded = false
     private var handedBack: [JobAttempt] = []
     private var exited = 0
     private let controls: [SlotControl]
@@ -104,7 +106,7 @@ final class JobExecutor: @unchecked Sendable {
         queue.removeAll()
         condition.broadcast()
         let deadline = Date(timeIntervalSinceNow: grace)
-        while busy > 0 && condition.wait(until: deadline) {}
+        while busy > 0 && !graceEnded && condition.wait(until: deadline) {}
         condition.unlock()
         controls.forEach { $0.interruptForShutdown() }
         condition.lock()
@@ -112,6 +114,15 @@ final class JobExecutor: @unchecked Sendable {
         let attempts = handedBack
         condition.unlock()
         return attempts
+    }
+
+    /// Ends a drain's grace period now (a second SIGTERM or SIGINT): the
+    /// running jobs are interrupted and handed back.
+    func endGrace() {
+        condition.lock()
+        graceEnded = true
+        condition.broadcast()
+        condition.unlock()
     }
 
     private func slotLoop(_ control: SlotControl) {

@@ -62,25 +62,34 @@ final class JobRunner: @unchecked Sendable {
     func run(_ prepared: PreparedJob, control: SlotControl) -> RunOutcome {
         let job = prepared.job
         let started = Date()
-        metrics.queueWait.recordSeconds(max(0, started.timeIntervalSince(prepared.claimedAt)))
+        // From when the job was due to when it starts: the backlog a user
+        // feels, not just the moment between claim and slot.
+        metrics.queueWait.recordSeconds(max(0, started.timeIntervalSince(job.runAt ?? prepared.claimedAt)))
         let outcome = self.outcome(of: prepared, control: control)
         let duration = Date().timeIntervalSince(started)
         metrics.runTime.recordSeconds(duration)
-        metrics.record(outcome)
-        // Queue, guest and function names are whatever the job's submitter
-        // wrote; shown escaped, like the guest's own text.
-        var metadata: Logger.Metadata = [
-            "job": "\(job.id)", "attempt": "\(job.attempt)", "queue": "\(UntrustedText.escape(job.queue))",
-            "guest": "\(UntrustedText.escape(job.guest))", "function": "\(UntrustedText.escape(job.function))",
-            "duration_ms": "\(Int((duration * 1000).rounded()))",
-        ]
+        metrics.record(outcome, queue: UntrustedText.escape(job.queue, maxBytes: 128),
+                       guest: UntrustedText.escape(job.guest, maxBytes: 128))
+        var metadata = Self.logMetadata(job)
+        metadata["duration_ms"] = .stringConvertible(Int((duration * 1000).rounded()))
         switch outcome {
         case .finished(.completed):
             logger.info("job completed", metadata: metadata)
-        case .finished(.failed(_, _, _, let kind, let message, _)):
+        case .finished(.failed(_, _, _, let kind, let message, let retryable)):
             metadata["error_kind"] = "\(kind)"
             metadata["error"] = "\(message)"
-            logger.warning("job failed", metadata: metadata)
+            if retryable && job.attempt < job.maxAttempts {
+                // The finish draws the exact time with jitter; this is its range.
+                let nominal = min(pow(2, Double(min(job.attempt, 30))) * configuration.backoff.baseSeconds,
+                                  configuration.backoff.maxSeconds)
+                metadata["retry_in_s_min"] = .stringConvertible(nominal * 0.5)
+                metadata["retry_in_s_max"] = .stringConvertible(nominal * 1.5)
+                logger.warning("job failed; retrying in \(Self.seconds(nominal * 0.5)) to \(Self.seconds(nominal * 1.5))",
+                               metadata: metadata)
+            } else {
+                let why = retryable ? "no attempts left" : "a retry cannot fix \(kind)"
+                logger.warning("job failed and was discarded (\(why))", metadata: metadata)
+            }
         case .finished(.cancelled):
             metadata["error_kind"] = "cancelled"
             logger.info("job cancelled", metadata: metadata)
@@ -88,6 +97,19 @@ final class JobRunner: @unchecked Sendable {
             logger.info("job handed back at shutdown", metadata: metadata)
         }
         return outcome
+    }
+
+    /// The fields of every log line about a job, the guest's own lines
+    /// included. Queue, guest and function names are whatever the job's
+    /// submitter wrote; shown escaped, like the guest's own text.
+    static func logMetadata(_ job: ClaimedJob) -> Logger.Metadata {
+        ["job": .stringConvertible(job.id), "attempt": .stringConvertible(job.attempt),
+         "queue": "\(UntrustedText.escape(job.queue))", "guest": "\(UntrustedText.escape(job.guest))",
+         "function": "\(UntrustedText.escape(job.function))"]
+    }
+
+    private static func seconds(_ value: Double) -> String {
+        value < 10 ? String(format: "%.1f s", value) : "\(Int(value.rounded())) s"
     }
 
     /// Runs the job and says how it ended; every failure becomes an outcome.
@@ -118,9 +140,9 @@ final class JobRunner: @unchecked Sendable {
         } catch let error as SandboxError {
             if case .host = error {
                 logger.error("host failure running a job",
-                             metadata: ["job": "\(job.id)", "error": "\(UntrustedText.escape(error.description))"])
+                             metadata: Self.logMetadata(job).merging(["error": "\(UntrustedText.escape(error.description))"]) { $1 })
             }
-            return failed(error.kind, error.message, retryable: error.isRetryable)
+            return failed(error.kind, error.message + clampNote(job, kind: error.kind), retryable: error.isRetryable)
         } catch {
             return failed("host_error", "\(error)", retryable: true)
         }
@@ -134,6 +156,7 @@ final class JobRunner: @unchecked Sendable {
                                              : fresh.take(program, configuration: sandboxConfiguration))
         metrics.vmsAcquired(mode)
         defer {
+            metrics.vmReleased(mode)
             if mode == .recycled {
                 let resetStart = Date()
                 recycled.giveBack(sandbox)
@@ -149,7 +172,8 @@ final class JobRunner: @unchecked Sendable {
         }
         let hostCalls = children.map { _ in JobHostCalls(attempt: job.attemptRef, progress: progress) }
         let result = Result { () throws(SandboxError) -> [UInt8] in
-            try sandbox.call(job.function, input: Array(job.argsJSON.utf8), limits: limits, hostCalls: hostCalls)
+            try sandbox.call(job.function, input: Array(job.argsJSON.utf8), limits: limits, hostCalls: hostCalls,
+                             logMetadata: Self.logMetadata(job))
         }
         let stoppedForShutdown = control.end()
         switch result {
@@ -167,6 +191,22 @@ final class JobRunner: @unchecked Sendable {
             return .handBack(job.attemptRef)
         case .failure(let error):
             throw error
+        }
+    }
+
+    /// When a failure may be due to a limit this worker lowered (a job that
+    /// asked for more than --max-timeout-ms or --max-memory-mb), says so in
+    /// its error message, which is what the job's row records.
+    func clampNote(_ job: ClaimedJob, kind: String) -> String {
+        switch kind {
+        case "timeout":
+            guard let asked = job.timeoutMs, asked > configuration.maxTimeoutMilliseconds else { return "" }
+            return " (timeout_ms \(asked) was clamped to this worker's --max-timeout-ms \(configuration.maxTimeoutMilliseconds))"
+        case "out_of_memory":
+            guard let asked = job.memoryMb, asked > configuration.maxMemoryMB else { return "" }
+            return " (memory_mb \(asked) was clamped to this worker's --max-memory-mb \(configuration.maxMemoryMB))"
+        default:
+            return ""
         }
     }
 

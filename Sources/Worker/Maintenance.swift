@@ -28,6 +28,10 @@ final class Maintenance: @unchecked Sendable {
     private var suspectedStrays: Set<JobAttempt> = []
     /// Set once another process has taken this worker's id over.
     private var takenOver = false
+    /// The server process (backend PID) of the connection holding the
+    /// queue metrics lease; nil when this worker holds none. Only the
+    /// maintenance thread touches it.
+    private var leaseBackend: Int32?
     /// Told when another process has taken this worker's id over.
     private let onTakenOver: @Sendable (WorkerError) -> Void
 
@@ -77,6 +81,7 @@ final class Maintenance: @unchecked Sendable {
 
     private func loop() {
         var nextRescue = Date()
+        var nextQueueRead = Date()
         var nextPrune = Date(timeIntervalSinceNow: configuration.pruneInterval * Double.random(in: 0.1...1))
         while true {
             heartbeat()
@@ -89,6 +94,10 @@ final class Maintenance: @unchecked Sendable {
             if Date() >= nextPrune {
                 prune()
                 nextPrune = Date(timeIntervalSinceNow: configuration.pruneInterval)
+            }
+            if !takenOver && Date() >= nextQueueRead {
+                readQueueMetrics()
+                nextQueueRead = Date(timeIntervalSinceNow: configuration.queueMetricsInterval)
             }
             condition.lock()
             if !stopped { _ = condition.wait(until: Date(timeIntervalSinceNow: configuration.heartbeatInterval)) }
@@ -117,8 +126,9 @@ final class Maintenance: @unchecked Sendable {
             lastHeartbeat = Date()
             condition.unlock()
             metrics.busySlots.record(executor.busySlots)
-            metrics.freshVMsCreated.record(fresh.created)
-            metrics.recycledVMsCreated.record(recycled.created)
+            metrics.recordVMs(freshCreated: fresh.created, freshStock: fresh.stockCount,
+                              recycledCreated: recycled.created, recycledIdle: recycled.idleCount)
+            if let stats = ProcessStats.current() { metrics.recordProcess(stats) }
         } catch {
             logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
         }
@@ -129,11 +139,38 @@ final class Maintenance: @unchecked Sendable {
             let rescued = try session.run { store in try store.rescue(staleAfter: configuration.rescueAfter) }
             if rescued > 0 {
                 metrics.rescued.increment(by: rescued)
-                logger.info("rescued jobs of silent workers", metadata: ["count": "\(rescued)"])
+                logger.info("rescued jobs of silent workers", metadata: ["count": .stringConvertible(rescued)])
             }
             try handBackStrays()
         } catch {
             logger.warning("rescue failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The per-queue gauges, read from hl.queue_summary by one worker at a
+    /// time: the one holding a session advisory lock, which it keeps until
+    /// its connection ends (then another worker takes over within an
+    /// interval). The others export no queue gauges, so summing over
+    /// instances counts each job once.
+    private func readQueueMetrics() {
+        do {
+            let summaries: [QueueSummary]? = try session.run { store in
+                let backend = store.connection.backendPID
+                if leaseBackend != backend {
+                    guard try store.tryQueueMetricsLease() else { return nil }
+                    leaseBackend = backend
+                }
+                return try store.queueSummary()
+            }
+            if let summaries {
+                metrics.recordQueues(summaries)
+            } else {
+                metrics.dropQueueGauges()
+            }
+        } catch {
+            leaseBackend = nil
+            metrics.dropQueueGauges()
+            logger.warning("reading the queue metrics failed", metadata: ["error": "\(error)"])
         }
     }
 
@@ -154,7 +191,7 @@ final class Maintenance: @unchecked Sendable {
             }
             if total > 0 {
                 metrics.pruned.increment(by: total)
-                logger.info("deleted finished jobs past retention", metadata: ["count": "\(total)"])
+                logger.info("deleted finished jobs past retention", metadata: ["count": .stringConvertible(total)])
             }
         } catch {
             logger.warning("pruning failed", metadata: ["error": "\(error)"])
@@ -171,7 +208,7 @@ final class Maintenance: @unchecked Sendable {
         suspectedStrays = strays.subtracting(confirmed)
         if !confirmed.isEmpty {
             let handed = try session.run { store in try store.requeue(Array(confirmed), worker: info) }
-            logger.warning("handed back jobs whose claim answer was lost", metadata: ["count": "\(handed.count)"])
+            logger.warning("handed back jobs whose claim answer was lost", metadata: ["count": .stringConvertible(handed.count)])
         }
     }
 }

@@ -71,6 +71,9 @@ public struct WorkerConfiguration: Sendable {
     /// Discarded jobs are deleted this long after finishing (nil: forever).
     public var retainDiscarded: TimeInterval? = 7 * 24 * 3600
     public var pruneInterval: TimeInterval = 60
+    /// Seconds between reads of hl.queue_summary for the per-queue gauges,
+    /// by the one worker holding the lease.
+    public var queueMetricsInterval: TimeInterval = 15
     /// Rows one pruning statement deletes: small, so locks stay short.
     public var pruneBatch = 1000
 
@@ -143,6 +146,9 @@ public enum WorkerError: Error, CustomStringConvertible {
     /// Another process took this worker id over while this one was silent;
     /// this one's jobs were rescued, so it stopped.
     case workerIDTakenOver(id: String, host: String, pid: Int32)
+    /// The database cannot be used, and waiting will not change that
+    /// (authentication, a missing database, a missing or older schema).
+    case databaseUnusable(String)
 
     public var description: String {
         switch self {
@@ -156,6 +162,7 @@ public enum WorkerError: Error, CustomStringConvertible {
         case .workerIDTakenOver(let id, let host, let pid):
             return "worker id \(id) was taken over by pid \(pid) on \(host) while this process was silent past "
                 + "--rescue-after, and its jobs were rescued; stopped. Give each process its own --worker-id"
+        case .databaseUnusable(let message): return message
         }
     }
 }

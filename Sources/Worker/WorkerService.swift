@@ -20,9 +20,11 @@ public final class WorkerService: @unchecked Sendable {
     private let operations: OperationsStarter?
     private let stopRequested = DispatchSemaphore(value: 0)
     private var signalSources: [DispatchSourceSignal] = []
-    /// Guards `maintenance`, `stopping` and `stopFailure`.
+    /// Guards `maintenance`, `executor`, `graceEnded`, `stopping` and `stopFailure`.
     private let stateLock = NSLock()
     private var maintenance: Maintenance?
+    private var executor: JobExecutor?
+    private var graceEnded = false
     private var stopping = false
     /// Why the worker stopped on its own, reported once it has drained.
     private var stopFailure: WorkerError?
@@ -73,8 +75,19 @@ public final class WorkerService: @unchecked Sendable {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler { [weak self] in
-                self?.logger.info("signal received; draining", metadata: ["signal": "\(signalNumber)"])
-                self?.requestStop()
+                guard let self else { return }
+                if self.isStopping {
+                    // An operator who asks twice does not want to wait out
+                    // the grace period: running jobs are interrupted and
+                    // handed back to the queue for another worker.
+                    self.logger.warning("second signal; stopping now, handing running jobs back",
+                                        metadata: ["signal": .stringConvertible(signalNumber)])
+                    self.endGrace()
+                } else {
+                    self.logger.info("signal received; draining (send it again to stop at once)",
+                                     metadata: ["signal": .stringConvertible(signalNumber)])
+                    self.requestStop()
+                }
             }
             source.resume()
             signalSources.append(source)
@@ -87,6 +100,16 @@ public final class WorkerService: @unchecked Sendable {
         stopping = true
         stateLock.unlock()
         if first { stopRequested.signal() }
+    }
+
+    /// Cuts the drain's grace period short (now, or as soon as the
+    /// executor exists).
+    public func endGrace() {
+        stateLock.lock()
+        graceEnded = true
+        let executor = self.executor
+        stateLock.unlock()
+        executor?.endGrace()
     }
 
     private var isStopping: Bool {
@@ -125,6 +148,8 @@ public final class WorkerService: @unchecked Sendable {
                             metrics: self.metrics, logger: self.logger.with(component: name))
         }
         let maintenanceSession = session("maintenance")
+        let startup = StartupCheck(session: maintenanceSession, logger: logger.with(component: "startup"))
+        guard try startup.waitForDatabase(shouldStop: { self.isStopping }) else { return }
         let registration: (WorkerRegistration, Int)? = maintenanceSession.runRetrying(shouldStop: { self.isStopping }) { store in
             let registration = try store.registerWorker(info, liveWithin: configuration.rescueAfter)
             guard registration == .registered else { return (registration, 0) }
@@ -136,14 +161,19 @@ public final class WorkerService: @unchecked Sendable {
                                             rescueAfter: configuration.rescueAfter)
         }
         if strays > 0 {
-            logger.info("rescued jobs an earlier process with this id left running", metadata: ["count": "\(strays)"])
+            logger.info("rescued jobs an earlier process with this id left running", metadata: ["count": .stringConvertible(strays)])
         }
         var listener: NotificationListener?
+        var listenFailure: String?
         while listener == nil && !isStopping {
             do {
                 listener = try NotificationListener(conninfo: configuration.databaseURL, logger: logger.with(component: "listener"))
             } catch {
-                logger.warning("cannot LISTEN yet; retrying", metadata: ["error": "\(error)"])
+                // Logged once per distinct failure, not once a second.
+                if "\(error)" != listenFailure {
+                    logger.warning("cannot LISTEN yet; retrying", metadata: ["error": "\(error)"])
+                    listenFailure = "\(error)"
+                }
                 Thread.sleep(forTimeInterval: 1)
             }
         }
@@ -182,7 +212,10 @@ public final class WorkerService: @unchecked Sendable {
                                       onTakenOver: { [weak self] reason in self?.stop(because: reason) })
         stateLock.lock()
         self.maintenance = maintenance
+        self.executor = executor
+        let endGraceNow = graceEnded
         stateLock.unlock()
+        if endGraceNow { executor.endGrace() }
         metrics.liveSlots.record(configuration.concurrency)
         let scheduler = Scheduler(session: session("scheduler"), logger: logger.with(component: "scheduler"))
         maintenance.start()
@@ -190,19 +223,19 @@ public final class WorkerService: @unchecked Sendable {
         progress.start()
         producer.start()
         logger.info("worker started", metadata: [
-            "concurrency": "\(configuration.concurrency)", "vm": "\(configuration.defaultVM.rawValue)",
+            "concurrency": .stringConvertible(configuration.concurrency), "vm": "\(configuration.defaultVM.rawValue)",
             "queues": "\(configuration.queues?.joined(separator: ",") ?? "*")",
             "worst_case_memory_mib": "\(memoryBudget.worstCaseMB)",
             "memory_limit_mib": "\(memoryLimit.bytes.map { "\($0 >> 20)" } ?? "none")",
         ])
 
         stopRequested.wait()
-        logger.info("stopping: no new claims; waiting for running jobs", metadata: ["grace_s": "\(configuration.shutdownGrace)"])
+        logger.info("stopping: no new claims; waiting for running jobs", metadata: ["grace_s": .stringConvertible(configuration.shutdownGrace)])
         scheduler.stop()
         producer.stop()
         let leftOver = executor.drain(grace: configuration.shutdownGrace)
         if !completer.flush(timeout: 30) {
-            logger.error("some outcomes could not be written; those jobs will be rescued", metadata: ["count": "\(completer.backlog)"])
+            logger.error("some outcomes could not be written; those jobs will be rescued", metadata: ["count": .stringConvertible(completer.backlog)])
         }
         completer.stop()
         progress.stop()
@@ -210,7 +243,7 @@ public final class WorkerService: @unchecked Sendable {
             let handed = maintenanceSession.runRetrying(shouldStop: { false }) { store in
                 try store.requeue(leftOver, worker: info)
             }
-            logger.info("handed unfinished jobs back to the queue", metadata: ["count": "\(handed?.count ?? 0)"])
+            logger.info("handed unfinished jobs back to the queue", metadata: ["count": .stringConvertible(handed?.count ?? 0)])
         }
         maintenance.stop()
         _ = try? maintenanceSession.run { store in try store.deregisterWorker(info) }

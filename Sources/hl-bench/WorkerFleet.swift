@@ -21,6 +21,8 @@ final class WorkerFleet {
             process.executableURL = URL(fileURLWithPath: binary)
             process.arguments = ["serve", "--database-url", databaseURL, "--concurrency", String(configuration.concurrency),
                                  "--vm", configuration.mode, "--worker-id", "\(idPrefix)\(index)"]
+            // `serve` refuses the benchmark-only novm mode unless told so.
+            process.environment = ProcessInfo.processInfo.environment.merging(["HL_BENCHMARK_NOVM": "1"]) { $1 }
             process.standardOutput = handle
             process.standardError = handle
             do {

@@ -8,14 +8,16 @@ struct MigrateCommand: ParsableCommand {
         commandName: "migrate", abstract: "Apply the schema migrations the database lacks.")
 
     @OptionGroup var database: DatabaseOptions
-    @Option(help: "Folder of NNNN_name.sql files (default: found next to the binary or in the checkout).")
+    @Option(help: ArgumentHelp(
+        "Folder of NNNN_name.sql files to apply instead of the migrations built into this binary "
+            + "(default: $HL_MIGRATIONS_DIR if set, else the built-in ones).", valueName: "dir"))
     var migrationsDir: String?
 
     func run() throws {
         try reportingFailures {
+            let migrations = try Migrator.chosenMigrations(explicit: migrationsDir)
             let store = try database.connect()
-            let directory = try Migrator.locateMigrationsDirectory(explicit: migrationsDir)
-            let applied = try Migrator.migrate(connection: store.connection, directory: directory)
+            let applied = try Migrator.migrate(connection: store.connection, migrations: migrations)
             print(applied.isEmpty ? "schema is up to date" : applied.map { "applied \($0)" }.joined(separator: "\n"))
         }
     }
@@ -71,16 +73,32 @@ struct GuestCommand: ParsableCommand {
 
 struct EnqueueCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "enqueue", abstract: "Insert one job and print its id.")
+        commandName: "enqueue", abstract: "Insert one job and print its id.",
+        discussion: """
+            Options left out take the column's default; timeout, memory and VM then come from the worker that runs it.
+            A job the schema refuses (see `hl-worker serve --help` for the limits) prints one line naming the rule.
+            """)
 
     @OptionGroup var database: DatabaseOptions
-    @Argument var guest: String
-    @Argument var function: String
+    @Argument(help: "Registered guest to run (see `hl-worker guest list`).") var guest: String
+    @Argument(help: "Function of the guest to call.") var function: String
     @Argument(help: "Arguments as a JSON object.") var args = "{}"
-    @Option var queue: String?
-    @Option var priority: Int?
-    @Option(help: "When to run it (ISO 8601); default now.") var runAt: String?
-    @Option var maxAttempts: Int?
+    @Option(help: "Queue to put it in (default: default).") var queue: String?
+    // .unconditional: "--priority -5" is a value, not an unknown option.
+    @Option(parsing: .unconditional, help: ArgumentHelp("Lower runs first, -100 to 100 (default 0).", valueName: "n"))
+    var priority: Int?
+    @Option(help: ArgumentHelp("When to run it, ISO 8601 (e.g. 2030-01-31T12:00:00Z); default now.", valueName: "time"))
+    var runAt: String?
+    @Option(help: ArgumentHelp("Attempts before it is discarded, 1 to 1000 (default 3).", valueName: "n"))
+    var maxAttempts: Int?
+    @Option(help: ArgumentHelp("Time limit of one attempt in ms (default: the worker's --default-timeout-ms).",
+                               valueName: "ms"))
+    var timeoutMs: Int?
+    @Option(help: ArgumentHelp("Guest memory in MiB, 8 to 4096 (default: the worker's --default-memory-mb).",
+                               valueName: "mib"))
+    var memoryMb: Int?
+    @Option(help: ArgumentHelp("VM kind: fresh or recycled (default: the worker's --vm).", valueName: "kind"))
+    var vm: String?
     @Option(help: "Insert nothing while a job of yours with this key is pending, available, running or retryable.")
     var uniqueKey: String?
 
@@ -88,16 +106,22 @@ struct EnqueueCommand: ParsableCommand {
         try reportingFailures {
             var when: Date?
             if let runAt {
-                guard let parsed = ISO8601DateFormatter().date(from: runAt) else {
-                    throw CommandError(kind: "invalid_job", message: "--run-at \(runAt) is not an ISO 8601 time")
+                let formatter = ISO8601DateFormatter()
+                let withFraction = ISO8601DateFormatter()
+                withFraction.formatOptions.insert(.withFractionalSeconds)
+                guard let parsed = formatter.date(from: runAt) ?? withFraction.date(from: runAt) else {
+                    throw CommandError(kind: "invalid_job",
+                                       message: "--run-at \(runAt) is not an ISO 8601 time such as 2030-01-31T12:00:00Z")
                 }
                 when = parsed
             }
+            let store = try database.connect()
             do {
                 if let uniqueKey {
-                    guard let id = try database.connect().enqueue(
+                    guard let id = try store.enqueue(
                         uniqueKey: uniqueKey, guest: guest, function: function, argsJSON: args, queue: queue,
-                        priority: priority, runAt: when, maxAttempts: maxAttempts)
+                        priority: priority, runAt: when, maxAttempts: maxAttempts,
+                        timeoutMs: timeoutMs, memoryMb: memoryMb, vm: vm)
                     else {
                         FileHandle.standardError.write(Data("a job with unique key \(uniqueKey) is already waiting or running\n".utf8))
                         return
@@ -105,11 +129,12 @@ struct EnqueueCommand: ParsableCommand {
                     print(id)
                     return
                 }
-                let id = try database.connect().enqueue(guest: guest, function: function, argsJSON: args, queue: queue,
-                                                        priority: priority, runAt: when, maxAttempts: maxAttempts)
+                let id = try store.enqueue(guest: guest, function: function, argsJSON: args, queue: queue,
+                                           priority: priority, runAt: when, maxAttempts: maxAttempts,
+                                           timeoutMs: timeoutMs, memoryMb: memoryMb, vm: vm)
                 print(id)
             } catch let error as PGError {
-                throw CommandError(kind: "invalid_job", message: "\(error)")
+                throw CommandError(kind: "invalid_job", message: DatabaseOptions.oneLine(error))
             }
         }
     }
@@ -117,22 +142,31 @@ struct EnqueueCommand: ParsableCommand {
 
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Jobs per queue and state, and the live workers.")
+        commandName: "status",
+        abstract: "Jobs per queue (due now, scheduled for later, running, retrying), paused queues, and live workers.",
+        discussion: "Reads hl.queue_summary and hl.live_workers, so an hl_dashboard login can run it.")
 
     @OptionGroup var database: DatabaseOptions
 
     func run() throws {
         try reportingFailures {
             let store = try database.connect()
-            let status = try store.status()
-            print("QUEUE\tSTATE\tCOUNT\tOLDEST RUN_AT")
-            for row in status.queues {
+            let queues = try store.queueSummary()
+            let workers = try store.liveWorkerSummary()
+            print("QUEUE\tAVAILABLE\tSCHEDULED\tRUNNING\tRETRYABLE\tOLDEST_WAIT_S\tPAUSED")
+            for row in queues {
                 // Queue names are whatever a job's submitter wrote.
-                print("\(UntrustedText.escape(row.queue))\t\(row.state)\t\(row.count)\t\(row.oldestRunAt.map { "\($0)" } ?? "-")")
+                print([UntrustedText.escape(row.queue), "\(row.available)", "\(row.scheduled)", "\(row.running)",
+                       "\(row.retryable)", row.oldestAvailableAge.map { String(format: "%.1f", $0) } ?? "-",
+                       row.pausedAt.map { "paused since \(ISO8601DateFormatter().string(from: $0))" } ?? "-"]
+                    .joined(separator: "\t"))
             }
-            print("\nWORKER\tHOST\tPID\tCONCURRENCY\tRUNNING\tHEARTBEAT")
-            for worker in status.workers {
-                print("\(worker.id)\t\(worker.host)\t\(worker.pid)\t\(worker.concurrency)\t\(worker.runningJobs)\t\(worker.heartbeatAt)")
+            print("\nWORKER\tHOST\tPID\tQUEUES\tCONCURRENCY\tRUNNING\tHEARTBEAT")
+            for worker in workers {
+                let queues = worker.queues.map { $0.map { UntrustedText.escape($0) }.joined(separator: ",") } ?? "*"
+                print([UntrustedText.escape(worker.id), UntrustedText.escape(worker.host), "\(worker.pid)", queues,
+                       "\(worker.concurrency)", "\(worker.runningJobs)",
+                       ISO8601DateFormatter().string(from: worker.heartbeatAt)].joined(separator: "\t"))
             }
             try ScheduleCommand.printStatus(store)
         }
@@ -148,7 +182,7 @@ struct QueueCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Stop all workers claiming from QUEUE (running jobs finish); honoured at their next claim.")
         @OptionGroup var database: DatabaseOptions
-        @Argument var queue: String
+        @Argument(help: "Queue to pause.") var queue: String
 
         func run() throws {
             try reportingFailures {
@@ -161,7 +195,7 @@ struct QueueCommand: ParsableCommand {
     struct Resume: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Let workers claim from QUEUE again.")
         @OptionGroup var database: DatabaseOptions
-        @Argument var queue: String
+        @Argument(help: "Queue to resume.") var queue: String
 
         func run() throws {
             try reportingFailures {

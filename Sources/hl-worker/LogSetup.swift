@@ -12,7 +12,7 @@ enum LogSetup {
     /// Lines waiting for stderr, all loggers of the process together.
     static let stderrQueue = LogQueue(name: "hl-stderr", capacity: 4096) { dropped in
         // On the queue's own thread, straight to stderr: it is moving again.
-        var notice = StreamLogHandler.standardError(label: "hl.log")
+        var notice = TextLogHandler(label: "hl.log")
         notice.logLevel = .warning
         Logger(label: "hl.log") { _ in notice }
             .warning("log lines dropped: stderr did not keep up", metadata: ["dropped": "\(dropped)"])
@@ -25,7 +25,7 @@ enum LogSetup {
         }
         let makeHandler: @Sendable (String) -> any LogHandler
         switch format {
-        case "text": makeHandler = { StreamLogHandler.standardError(label: $0) }
+        case "text": makeHandler = { TextLogHandler(label: $0) }
         case "json": makeHandler = { JSONLogHandler(label: $0) }
         default:
             throw CommandError(kind: "invalid_configuration", message: "--log-format must be text or json, not \(format)")
@@ -76,41 +76,5 @@ struct QueuedLogHandler: LogHandler {
     func log(event: LogEvent) {
         let inner = inner
         queue.enqueue { inner.log(event: event) }
-    }
-}
-
-/// One JSON object per line on stderr: time, level, label, message and the
-/// metadata as string fields.
-struct JSONLogHandler: LogHandler {
-    let label: String
-    var logLevel: Logger.Level = .info
-    var metadata: Logger.Metadata = [:]
-    /// Guards stderr and the formatter, which one line at a time uses.
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static let timeFormatter = ISO8601DateFormatter()
-
-    init(label: String) {
-        self.label = label
-    }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let level = event.level
-        let message = event.message
-        let explicit = event.metadata
-        var fields: [String: String] = [:]
-        for (key, value) in metadata.merging(explicit ?? [:], uniquingKeysWith: { $1 }) { fields[key] = "\(value)" }
-        fields["level"] = level.rawValue
-        fields["label"] = label
-        fields["message"] = message.description
-        Self.lock.lock()
-        defer { Self.lock.unlock() }
-        fields["time"] = Self.timeFormatter.string(from: Date())
-        guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) else { return }
-        FileHandle.standardError.write(data + Data("\n".utf8))
     }
 }

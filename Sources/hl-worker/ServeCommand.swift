@@ -2,19 +2,46 @@ import ArgumentParser
 import Foundation
 import Logging
 import OperationsHTTP
+import Sandbox
 import Worker
 
 /// The service: `hl-worker [--concurrency N] ...`.
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the worker service (the default command)."
+        abstract: "Run the worker service (the default command).",
+        discussion: """
+            Fixed limits of every job (not settable):
+              args                at most \(ServeLimits.inputBytes) bytes of JSON text, less the function name's bytes \
+            (the guest's 1 MiB input area); refused at INSERT beyond that
+              function name       1 to 256 bytes
+              result              at most \(WorkerConfiguration().maxOutputBytes) bytes of JSON (the 1 MiB output area \
+            less its header); larger ends the job as output_too_large
+              host calls          at most \(WorkerConfiguration().maxHostCalls) per call; more ends the job as \
+            too_many_host_calls
+              guest log line      at most \(UntrustedText.defaultMaxBytes) bytes (longer ones are cut)
+              error message       a guest's failure message is kept up to \(GuestMessageDecoder.maximumMessageBytes) bytes
+              memory_mb           \(SandboxConfiguration.minimumMemoryMB) to \(SandboxConfiguration.absoluteMaximumMemoryMB) \
+            (refused at INSERT outside it; clamped to --max-memory-mb)
+              timeout_ms          1 to \(CallLimits.maximumTimeoutMilliseconds) (refused at INSERT outside it; clamped to \
+            --max-timeout-ms)
+            Settable: the guest log budget per call (--max-guest-log-bytes, default \(CallLimits.defaultMaxLogBytes)).
+
+            Start-up waits, with backoff, for a server that refuses connections, times out or is restarting, and logs \
+            each change of reason once. It exits 1 with one line for what waiting cannot fix: no database configured, \
+            a malformed URL, a refused login, a missing database, a missing schema or one older than this binary \
+            (run `hl-worker migrate`). A second SIGTERM or SIGINT during the drain interrupts the running jobs and \
+            hands them back to the queue at once.
+
+            Environment: DATABASE_URL (or libpq's PG* variables); HL_LOG_LEVEL (as --log-level); HL_MIGRATIONS_DIR \
+            (for `migrate`: apply that folder's files instead of the built-in migrations).
+            """
     )
 
     @OptionGroup var database: DatabaseOptions
     @Option(help: "Jobs run at once.") var concurrency = 8
     @Option(help: "Comma-separated queues to work (default: all).") var queues: String?
-    @Option(help: "VM per job when the job does not say: fresh or recycled. (novm, for benchmarks only, runs echo without a VM.)")
+    @Option(help: "VM per job when the job does not say: fresh or recycled.")
     var vm = "fresh"
     @Option(help: "Timeout for jobs that set none.") var defaultTimeoutMs = WorkerConfiguration().defaultTimeoutMilliseconds
     @Option(help: "Memory for jobs that set none.") var defaultMemoryMb = WorkerConfiguration().defaultMemoryMB
@@ -33,8 +60,8 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Delete discarded jobs this long after they finish (e.g. 7d; 'forever' keeps them).")
     var retainDiscarded = "7d"
     @Option(help: "Log format: text or json.") var logFormat = "text"
-    @Option(help: "Least severe log level written, the guests' own lines included: trace, debug, info, notice, warning, error or critical.")
-    var logLevel = "info"
+    @Option(help: "Least severe log level written, the guests' own lines included: trace, debug, info, notice, warning, error or critical (default: $HL_LOG_LEVEL, else info).")
+    var logLevel = ProcessInfo.processInfo.environment["HL_LOG_LEVEL"].flatMap { $0.isEmpty ? nil : $0 } ?? "info"
     @Option(help: "Guest log bytes one job's call may write (escapes included); the first line past it is replaced by one 'guest log truncated' warning and the rest of that call's lines are dropped. 0 drops them all.")
     var maxGuestLogBytes = WorkerConfiguration().maxGuestLogBytes
     @Flag(help: "Check the configuration, including its worst-case memory against this cgroup's memory limit, print the worst case, and exit.")
@@ -46,8 +73,13 @@ struct ServeCommand: ParsableCommand {
             configuration.concurrency = concurrency
             configuration.prefetch = prefetch
             configuration.queues = queues.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
-            configuration.databaseURL = database.resolvedURL
-            guard let mode = WorkerConfiguration.VMMode(rawValue: vm) else {
+            // --check-config checks what a worker would run with, and needs no database.
+            configuration.databaseURL = checkConfig ? database.resolvedURL : try database.checkedURL()
+            // novm answers every job with an echo and fails all others as
+            // unknown_function: only hl-bench, which sets the variable,
+            // may start a worker that way.
+            let benchmarkOnly = ProcessInfo.processInfo.environment[ServeLimits.benchmarkVariable] == "1"
+            guard let mode = WorkerConfiguration.VMMode(rawValue: vm), mode != .novm || benchmarkOnly else {
                 throw CommandError(kind: "invalid_configuration", message: "--vm must be fresh or recycled, not \(vm)")
             }
             configuration.defaultVM = mode
@@ -82,11 +114,22 @@ struct ServeCommand: ParsableCommand {
             service.installSignalHandlers()
             do {
                 try service.run()
+            } catch WorkerError.databaseUnusable(let line) {
+                throw CommandError(kind: "database", message: line)
             } catch {
                 throw CommandError(kind: "worker", message: "\(error)")
             }
         }
     }
+}
+
+/// The fixed limits `serve --help` reports, where no type names them.
+enum ServeLimits {
+    /// The guest's input area less the call header: what args and the
+    /// function name share (migration 0008 refuses larger at INSERT).
+    static let inputBytes = SandboxConfiguration().inputAreaSize - 16
+    /// Set to 1 by hl-bench to allow `--vm novm`.
+    static let benchmarkVariable = "HL_BENCHMARK_NOVM"
 }
 
 /// "90s", "30m", "24h", "7d", a number of seconds, or "forever" (nil).

@@ -94,7 +94,11 @@ final class JobLifecycleTests: DatabaseTestCase {
     func testClaimReportsArgsTypeLimitsAndGuestDigest() throws {
         let digest = try store.putGuest(name: "demo", image: Array("an image".utf8))
         let object = try insertJobs(args: "{\"n\": 1}")
+        // A row from before migration 0008, which now refuses it at INSERT:
+        // the claim still reports it, for the worker to fail.
+        try connection.execute("ALTER TABLE hl.jobs DISABLE TRIGGER jobs_validate")
         let list = try insertJobs(args: "[1, 2]")
+        try connection.execute("ALTER TABLE hl.jobs ENABLE TRIGGER jobs_validate")
         let unknown = try insertJobs(guest: "nobody")
         try connection.execute(
             "UPDATE hl.jobs SET timeout_ms = 250, memory_mb = 16, vm = 'fresh' WHERE id = $1", params: [String(object[0])])
@@ -280,16 +284,13 @@ final class JobLifecycleTests: DatabaseTestCase {
         }
     }
 
-    func testConstraintsRejectNonsenseButAcceptArgsThatAreNotObjects() throws {
+    func testConstraintsRejectNonsense() throws {
         for bad in ["(queue, guest, function) VALUES ('', 'g', 'f')",
                     "(guest, function, max_attempts) VALUES ('g', 'f', 0)",
                     "(guest, function, priority) VALUES ('g', 'f', 1000)",
                     "(guest, function, timeout_ms) VALUES ('g', 'f', -1)",
                     "(guest, function, state) VALUES ('g', 'f', 'paused')"] {
             XCTAssertThrowsError(try connection.execute("INSERT INTO hl.jobs \(bad)"), bad)
-        }
-        for args in ["'[]'", "'\"text\"'", "'null'", "'42'"] {
-            XCTAssertNoThrow(try connection.execute("INSERT INTO hl.jobs (guest, function, args) VALUES ('g', 'f', \(args))"))
         }
     }
 }

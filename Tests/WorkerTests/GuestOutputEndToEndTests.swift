@@ -97,7 +97,11 @@ final class GuestOutputEndToEndTests: WorkerTestCase {
         let args = try String(decoding: JSONSerialization.data(withJSONObject: ["message": Self.hostile]), as: UTF8.self)
         let failing = try insertJob("fail", args: args, maxAttempts: 1)
         let logging = try insertJob("log", args: args)
+        // Migration 0008 refuses such a guest name at INSERT; a row from
+        // before it still reaches the worker, whose message escapes it.
+        try sql("ALTER TABLE hl.jobs DISABLE TRIGGER jobs_validate")
         let unknown = try insertJob("echo", guest: "demo\u{202E}\u{2028}x")
+        try sql("ALTER TABLE hl.jobs ENABLE TRIGGER jobs_validate")
         for id in [failing, logging, unknown] { try waitUntilFinal(id) }
 
         try assertDiscarded(failing, kind: "guest_error", by: worker)

@@ -53,7 +53,11 @@ final class JobStatesEndToEndTests: WorkerTestCase {
     /// attempts left, and the worker carries on with the next job.
     func testJobsNoRetryCanFixAreDiscardedAfterOneAttempt() throws {
         let unknownGuest = try insertJob("echo", guest: "nosuch")
+        // Migration 0008 refuses such args at INSERT; a row from before it
+        // is still failed by the worker.
+        try sql("ALTER TABLE hl.jobs DISABLE TRIGGER jobs_validate")
         let argsNotObject = try insertJob("echo", args: "[1, 2]")
+        try sql("ALTER TABLE hl.jobs ENABLE TRIGGER jobs_validate")
         let unknownFunction = try insertJob("nosuch")
         let worker = try startWorker()
         try waitUntilAllFinal()
@@ -82,6 +86,18 @@ final class JobStatesEndToEndTests: WorkerTestCase {
         try assertDiscarded(timeout, kind: "timeout", by: worker)
         try assertDiscarded(outOfMemory, kind: "out_of_memory", by: worker)
         try assertCompleted(fine, result: #"{"fib": 12586269025}"#)
+        worker.terminate()
+    }
+
+    /// A job that asked for more than the worker allows runs under the
+    /// worker's maximum, and a failure that limit may have caused says so.
+    func testAClampThatMattersIsInTheErrorMessage() throws {
+        let clamped = try insertJob("spin", maxAttempts: 1, timeoutMs: 60_000)
+        let worker = try startWorker(concurrency: 1, ["--max-timeout-ms", "300", "--default-timeout-ms", "300"])
+        try waitUntilFinal(clamped)
+        try assertDiscarded(clamped, kind: "timeout", by: worker)
+        let message = try job(clamped).errors.first?["message"] as? String ?? ""
+        XCTAssertTrue(message.contains("timeout_ms 60000 was clamped to this worker's --max-timeout-ms 300"), message)
         worker.terminate()
     }
 }

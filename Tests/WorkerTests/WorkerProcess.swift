@@ -120,7 +120,10 @@ final class WorkerProcess {
 
     /// Runs a one-shot subcommand (`guest add`, `status`, ...) to the end and
     /// returns its exit status and everything it printed.
-    static func command(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    /// `environment`: changes to the test's own (nil removes a variable);
+    /// `binary`, `directory`: another copy of the binary, another cwd.
+    static func command(_ arguments: [String], environment: [String: String?] = [:], binary: URL = binary,
+                        directory: URL? = nil) throws -> (status: Int32, output: String) {
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw WorkerProcessError(message: "\(binary.path) is missing; `swift test` builds it with the tests")
         }
@@ -128,6 +131,10 @@ final class WorkerProcess {
         let pipe = Pipe()
         process.executableURL = binary
         process.arguments = arguments
+        var variables = ProcessInfo.processInfo.environment
+        for (name, value) in environment { variables[name] = value }
+        process.environment = variables
+        if let directory { process.currentDirectoryURL = directory }
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()
