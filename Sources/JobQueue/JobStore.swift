@@ -65,9 +65,6 @@ public final class JobStore: @unchecked Sendable {
         precondition(limit > 0, "claim limit must be positive")
         let result = try connection.execute(
             Queries.claim, [.text(workerID), PGParam(limit), queues.map { PGParam.array($0) } ?? .null])
-        // run_at (epoch seconds) feeds hl_job_queue_wait_seconds once the
-        // claim returns it.
-        let hasRunAt = result.columns.contains("run_at")
         return try result.rows.map { row in
             ClaimedJob(
                 id: try row.required("id", row.int64),
@@ -82,7 +79,7 @@ public final class JobStore: @unchecked Sendable {
                 memoryMb: try row.int("memory_mb"),
                 vm: row.string("vm"),
                 guestSHA256: row.string("guest_sha256"),
-                runAt: hasRunAt ? try row.date("run_at") : nil)
+                runAt: try row.date("run_at"))
         }
     }
 

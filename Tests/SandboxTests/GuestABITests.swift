@@ -53,7 +53,7 @@ final class GuestABITests: SandboxTestCase {
     // MARK: Functions
 
     func testEveryRuntimeListsItsFunctions() throws {
-        XCTAssertEqual(try sandbox("hello_c").functions(), ["echo", "add", "log", "log_flood"])
+        XCTAssertEqual(try sandbox("hello_c").functions(), ["echo", "add", "log", "log_flood", "spawn"])
         XCTAssertEqual(try sandbox("hello_rust").functions(), ["echo", "add", "square", "panic", "fail", "crash"])
         XCTAssertEqual(try sandbox("init_c").functions(), ["cube", "bump", "inits", "touch"])
         let demo = try sandbox("demo").functions()

@@ -13,7 +13,7 @@ final class FailureKindDocsTests: XCTestCase {
         switch error {
         case .timeout, .cancelled, .outOfMemory, .guestCrash, .guestError, .invalidOutput, .outputTooLarge,
              .unknownFunction, .memoryAccessViolation, .invalidInput, .tooManyHostCalls, .invalidGuest,
-             .invalidLimits, .host:
+             .invalidLimits, .host, .finalError, .incompatibleGuest, .initFailed:
             return error
         }
     }
@@ -22,11 +22,12 @@ final class FailureKindDocsTests: XCTestCase {
         SandboxError.timeout(milliseconds: 1), .cancelled, .outOfMemory(""), .guestCrash(reason: "", rip: 0),
         .guestError(""), .invalidOutput(""), .outputTooLarge(bytes: 2, limit: 1), .unknownFunction(""),
         .memoryAccessViolation(address: 0, rip: 0), .invalidInput(""), .tooManyHostCalls(limit: 1),
-        .invalidGuest(.notELF), .invalidLimits(""), .host(.missingCapability("")),
+        .invalidGuest(.notELF), .invalidLimits(""), .host(.missingCapability("")), .finalError(""),
+        .incompatibleGuest(""), .initFailed(.guestError("")),
     ].map { sample(of: $0).kind }
 
     /// Written by the worker (JobRunner's rejections) and by the rescue SQL.
-    static let workerKinds = ["unknown_guest", "invalid_job", "worker_lost"]
+    static let workerKinds = ["unknown_guest", "invalid_job", "worker_lost", "dependency_failed"]
 
     func testTheREADMEListsEveryFailureKindAndNoOther() throws {
         let readme = try String(contentsOf: RepositoryPaths.root.appendingPathComponent("README.md"), encoding: .utf8)

@@ -75,4 +75,19 @@ final class MetricsEndToEndTests: WorkerTestCase {
         XCTAssertGreaterThan(try XCTUnwrap(sample(page, "process_cpu_seconds_total")), 0)
         XCTAssertFalse(page.contains("hl_vms_created{"), "the old gauge is gone")
     }
+
+    /// The queue wait runs from when a job became due (its run_at) to its
+    /// start, so a job that waited an hour shows an hour, not the instant
+    /// between its claim and its start.
+    func testQueueWaitStartsWhenTheJobBecameDue() throws {
+        try sql("INSERT INTO hl.jobs (guest, function, args, run_at) VALUES ('demo', 'add', '{\"a\": 1, \"b\": 2}', now() - interval '1 hour')")
+        let (_, port) = try startWithMetrics([])
+        try waitUntilAllFinal()
+        var page = ""
+        try waitUntil("the wait is exported", timeout: 20) {
+            page = self.get("/metrics", port: port)?.body ?? ""
+            return self.sample(page, "hl_job_queue_wait_seconds_count") == 1
+        }
+        XCTAssertEqual(try XCTUnwrap(sample(page, "hl_job_queue_wait_seconds_sum")), 3600, accuracy: 120)
+    }
 }
