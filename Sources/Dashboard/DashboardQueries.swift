@@ -203,7 +203,7 @@ enum DashboardQueries {
     /// counted (for when fewer than `exactCountLimit` finished; see
     /// `cappedCounts`).
     static let guests = """
-        SELECT g.name, g.sha256, g.size_bytes,
+        SELECT g.name, g.sha256, g.size_bytes, array_to_json(g.functions)::text AS functions,
                to_char(g.created_at AT TIME ZONE 'UTC', \(utc)) AS registered,
                to_char(g.updated_at AT TIME ZONE 'UTC', \(utc)) AS updated,
                coalesce(s.finished, 0) AS finished, coalesce(s.discarded, 0) AS discarded
@@ -218,7 +218,7 @@ enum DashboardQueries {
 
     /// Registered guests alone, when their job counts are estimated.
     static let guestsOnly = """
-        SELECT name, sha256, size_bytes,
+        SELECT name, sha256, size_bytes, array_to_json(functions)::text AS functions,
                to_char(created_at AT TIME ZONE 'UTC', \(utc)) AS registered,
                to_char(updated_at AT TIME ZONE 'UTC', \(utc)) AS updated
         FROM hl.guest_versions ORDER BY name

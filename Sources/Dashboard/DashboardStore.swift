@@ -160,6 +160,7 @@ struct DashboardStore: Sendable {
                     let name = row.string("name") ?? ""
                     return GuestRow(
                         name: name, sha256: row.string("sha256") ?? "", sizeBytes: try row.int64("size_bytes") ?? 0,
+                        functions: Self.functions(row.string("functions")),
                         registered: row.string("registered") ?? "", updated: row.string("updated") ?? "",
                         finished: try Self.estimate(connection, DashboardQueries.estimatedGuestFinished, name),
                         discarded: try Self.estimate(connection, DashboardQueries.estimatedGuestDiscarded, name),
@@ -168,11 +169,18 @@ struct DashboardStore: Sendable {
             }
             return try connection.execute(DashboardQueries.guests).rows.map { row in
                 GuestRow(name: row.string("name") ?? "", sha256: row.string("sha256") ?? "",
-                         sizeBytes: try row.int64("size_bytes") ?? 0, registered: row.string("registered") ?? "",
+                         sizeBytes: try row.int64("size_bytes") ?? 0, functions: Self.functions(row.string("functions")),
+                         registered: row.string("registered") ?? "",
                          updated: row.string("updated") ?? "", finished: try row.int("finished") ?? 0,
                          discarded: try row.int("discarded") ?? 0)
             }
         }
+    }
+
+    /// A guest's function list, from its JSON array text.
+    static func functions(_ json: String?) -> [String]? {
+        guard let data = json?.data(using: .utf8) else { return nil }
+        return try? JSONDecoder().decode([String].self, from: data)
     }
 
     func workers() async throws -> [WorkerRow] {

@@ -162,6 +162,8 @@ struct JobDetail: Sendable {
 struct GuestRow: Sendable {
     var name, sha256: String
     var sizeBytes: Int64
+    /// As `guest add` listed them; nil when the guest was stored unlisted.
+    var functions: [String]?
     var registered, updated: String
     var finished, discarded: Int
     /// The job counts are the planner's estimates.

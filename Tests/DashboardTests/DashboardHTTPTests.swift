@@ -9,7 +9,10 @@ final class DashboardHTTPTests: DashboardTestCase {
     func testEveryPageRendersForTheReadOnlyRole() throws {
         let ids = try insertJobs(3, queue: "email", guest: "demo", function: "add", args: #"{"a": 1, "b": 2}"#)
         try discard(ids[0], kind: "timeout", message: "ran past 1000 ms")
-        try admin.execute("INSERT INTO hl.guests (name, image) VALUES ('demo', '\\x7f454c46'::bytea)")
+        try admin.execute("""
+            INSERT INTO hl.guests (name, image, functions) VALUES ('demo', '\\x7f454c46'::bytea, '{add,"<b>echo</b>"}'),
+                                                                ('raw', '\\x7f', NULL)
+            """)
         try admin.execute("""
             INSERT INTO hl.workers (id, host, pid, concurrency, queues, version) VALUES ('w-1', 'host-a', 42, 8, '{email}', '0.1.0')
             """)
@@ -39,6 +42,8 @@ final class DashboardHTTPTests: DashboardTestCase {
         XCTAssertEqual(guests.status, 200)
         XCTAssertTrue(guests.body.contains("data-guest=\"demo\""))
         XCTAssertTrue(guests.body.contains("4 B"), "size of the image")
+        XCTAssertTrue(guests.body.contains("add, &lt;b&gt;echo&lt;/b&gt;"), "the functions, escaped: \(guests.body)")
+        XCTAssertTrue(guests.body.contains("not listed"), "a guest stored without a list says so")
 
         let workers = try client.get("/workers")
         XCTAssertEqual(workers.status, 200)
