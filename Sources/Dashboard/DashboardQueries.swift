@@ -191,6 +191,7 @@ enum DashboardQueries {
         SELECT id, queue, guest, function, args::text AS args, result::text AS result, state, attempt,
                max_attempts, priority, timeout_ms, memory_mb, vm, errors::text AS errors, submitted_by,
                attempted_by, run_at > now() AS scheduled,
+               unique_key, parent_id, array_to_string(depends_on, ', ') AS depends_on, progress::text AS progress,
                to_char(created_at AT TIME ZONE 'UTC', \(utc)) AS created,
                to_char(run_at AT TIME ZONE 'UTC', \(utc)) AS run_at,
                to_char(attempted_at AT TIME ZONE 'UTC', \(utc)) AS attempted,

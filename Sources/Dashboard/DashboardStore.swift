@@ -129,7 +129,9 @@ struct DashboardStore: Sendable {
                 attemptedBy: row.string("attempted_by"), scheduled: try row.bool("scheduled") ?? false,
                 created: row.string("created") ?? "", runAt: row.string("run_at") ?? "",
                 attempted: row.string("attempted"), cancelRequested: row.string("cancel_requested"),
-                finished: row.string("finished"), errors: parsed ?? [], rawErrors: parsed == nil ? errorsText : nil)
+                finished: row.string("finished"), uniqueKey: row.string("unique_key"),
+                dependsOn: row.string("depends_on"), progress: row.string("progress"),
+                parentID: try row.int64("parent_id"), errors: parsed ?? [], rawErrors: parsed == nil ? errorsText : nil)
         }
     }
 

@@ -54,7 +54,7 @@ struct JobFilter: Sendable, Equatable {
     var before: Int64?
     var after: Int64?
 
-    static let states = ["available", "running", "retryable", "completed", "discarded", "cancelled"]
+    static let states = ["pending", "available", "running", "retryable", "completed", "discarded", "cancelled"]
 
     enum Invalid: Error, Equatable { case state(String), time(String), cursor(String) }
 
@@ -154,6 +154,9 @@ struct JobDetail: Sendable {
     var scheduled: Bool
     var created, runAt: String
     var attempted, cancelRequested, finished: String?
+    /// Workflow fields (migration 0009); progress is the latest report's JSON.
+    var uniqueKey, dependsOn, progress: String?
+    var parentID: Int64?
     var errors: [AttemptError]
     /// Set when the errors column did not parse as the worker writes it.
     var rawErrors: String?

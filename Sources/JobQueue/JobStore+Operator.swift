@@ -24,6 +24,13 @@ public struct JobDetail: Sendable, Equatable {
     public var vm: String?
     public var submittedBy: String?
     public var createdAt: Date
+    /// Workflow fields (migration 0009): the unique key, the job that
+    /// enqueued this one, the jobs it waits for (JSON array), the latest
+    /// progress report (JSON object).
+    public var uniqueKey: String?
+    public var parentID: Int64?
+    public var dependsOnJSON: String?
+    public var progressJSON: String?
 }
 
 /// Operator actions on one job, each allowed by the caller's role in SQL
@@ -68,7 +75,9 @@ extension JobStore {
             attemptedBy: row.string("attempted_by"))
         return JobDetail(record: record, timeoutMs: try row.int("timeout_ms"), memoryMb: try row.int("memory_mb"),
                          vm: row.string("vm"), submittedBy: row.string("submitted_by"),
-                         createdAt: try row.required("created_at", row.date))
+                         createdAt: try row.required("created_at", row.date),
+                         uniqueKey: row.string("unique_key"), parentID: try row.int64("parent_id"),
+                         dependsOnJSON: row.string("depends_on"), progressJSON: row.string("progress"))
     }
 
     /// True when the job was discarded or cancelled and is now available

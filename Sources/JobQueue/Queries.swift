@@ -459,7 +459,8 @@ enum Queries {
                    extract(epoch FROM run_at)::float8 AS run_at,
                    extract(epoch FROM finished_at)::float8 AS finished_at,
                    attempted_by, timeout_ms, memory_mb, vm, submitted_by,
-                   extract(epoch FROM created_at)::float8 AS created_at
+                   extract(epoch FROM created_at)::float8 AS created_at,
+                   unique_key, parent_id, array_to_json(depends_on)::text AS depends_on, progress::text AS progress
             FROM hl.job_for_caller($1::bigint)
             """)
     static let retryJob = Query(name: "hl_retry_job", sql: "SELECT hl.retry_job($1::bigint) AS changed")

@@ -109,7 +109,7 @@ final class JobCompleter: @unchecked Sendable {
                 return stopped
             }) { store in try store.finish(batch) }
             if written == nil {
-                logger.error("stopped with outcomes not written; their jobs will be rescued", metadata: ["count": "\(batch.count)"])
+                logger.error("stopped with outcomes not written; their jobs will be rescued", metadata: ["count": .stringConvertible(batch.count)])
             }
 
             condition.lock()

@@ -89,6 +89,10 @@ struct JobCommand: ParsableCommand {
             "timeout_ms    \(detail.timeoutMs.map(String.init) ?? "worker default")",
             "memory_mb     \(detail.memoryMb.map(String.init) ?? "worker default")",
             "vm            \(detail.vm ?? "worker default")",
+            "unique_key    \(detail.uniqueKey.map { UntrustedText.escape($0) } ?? "-")",
+            "parent        \(detail.parentID.map(String.init) ?? "-")",
+            "depends_on    \(detail.dependsOnJSON ?? "-")",
+            "progress      \(detail.progressJSON.map { UntrustedText.escape($0, maxBytes: 4096) } ?? "-")",
             "args          \(UntrustedText.escape(job.argsJSON, maxBytes: 4096))",
             "result        \(job.resultJSON.map { UntrustedText.escape($0, maxBytes: 4096) } ?? "-")",
         ]
@@ -112,6 +116,10 @@ private func jobCall<T>(_ body: () throws -> T) throws -> T {
                            message: "this login may not act on jobs: it needs the hl_worker or hl_enqueue role")
     } catch let error as PGError where error.sqlState == "P0002" {
         throw CommandError(kind: "not_found", message: DatabaseOptions.oneLine(error))
+    } catch let error as PGError where error.sqlState == "23505" {
+        throw CommandError(kind: "unique_key_taken",
+                           message: "another job of this submitter with the same unique key is waiting or running; "
+                               + "retry this one once that one has finished")
     } catch let error as PGError {
         throw CommandError(kind: "database", message: DatabaseOptions.oneLine(error))
     }

@@ -31,7 +31,10 @@ final class DashboardHTTPTests: DashboardTestCase {
         XCTAssertEqual(list.status, 200)
         for id in ids { XCTAssertTrue(list.body.contains("data-job=\"\(id)\""), "job \(id) listed") }
 
+        try admin.execute("UPDATE hl.jobs SET progress = '{\"note\": \"<i>half</i>\"}', unique_key = 'k1' WHERE id = \(ids[0])")
         let job = try client.get("/jobs/\(ids[0])")
+        XCTAssertTrue(job.body.contains("&lt;i&gt;half&lt;/i&gt;"), "progress shown, escaped")
+        XCTAssertTrue(job.body.contains("<dd>k1</dd>"), "unique key shown")
         XCTAssertEqual(job.status, 200)
         XCTAssertTrue(job.body.contains("ran past 1000 ms"))
         XCTAssertTrue(job.body.contains("&quot;a&quot; : 1") || job.body.contains("&quot;a&quot;: 1"), job.body)

@@ -191,6 +191,25 @@ final class CommandLineEndToEndTests: WorkerTestCase {
         XCTAssertTrue(show.output.contains("attempt       0 of 3"), show.output)
     }
 
+    /// `job show` prints the workflow fields; retrying a job whose unique
+    /// key another waiting job holds is refused in one line, not a raw
+    /// constraint error.
+    func testJobShowsWorkflowFieldsAndRetryNamesATakenUniqueKey() throws {
+        let first = try sql("""
+            INSERT INTO hl.jobs (guest, function, args, unique_key, state, finished_at)
+            VALUES ('demo', 'add', '{"a": 1, "b": 2}', 'nightly', 'discarded', now()) RETURNING id
+            """).singleRow().int64("id") ?? -1
+        let second = try sql("""
+            INSERT INTO hl.jobs (guest, function, args, unique_key, run_at)
+            VALUES ('demo', 'add', '{"a": 1, "b": 2}', 'nightly', now() + interval '1 hour') RETURNING id
+            """).singleRow().int64("id") ?? -1
+        try assertOneLineFailure(["job", "retry", "--database-url", database.url, "\(first)"], "unique_key_taken")
+        let show = try run(["job", "show", "--database-url", database.url, "\(second)"])
+        XCTAssertEqual(show.status, 0, show.output)
+        XCTAssertTrue(show.output.contains("unique_key    nightly"), show.output)
+        XCTAssertTrue(show.output.contains("depends_on    -"), show.output)
+    }
+
     func testStatusShowsScheduledPausedAndWorkerQueuesToADashboardLogin() throws {
         let dashboard = try login(in: "hl_dashboard")
         try insertJob("add", args: #"{"a": 1, "b": 2}"#, runAtSQL: "now() + interval '1 hour'")

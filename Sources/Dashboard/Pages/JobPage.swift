@@ -36,6 +36,10 @@ enum JobPage {
             <dt>vm</dt><dd>\(job.vm ?? "worker default")</dd>
             <dt>submitted by</dt><dd>\(job.submittedBy ?? "unknown")</dd>
             <dt>last worker</dt><dd>\(job.attemptedBy ?? "none yet")</dd>
+            <dt>unique key</dt><dd>\(job.uniqueKey ?? "none")</dd>
+            <dt>enqueued by job</dt><dd>\(job.parentID.map { id -> HTML in "<a href=\"/jobs/\(id)\">\(id)</a>" } ?? "none")</dd>
+            <dt>waits for jobs</dt><dd id="depends-on">\(job.dependsOn ?? "none")</dd>
+            <dt>progress</dt><dd id="progress">\(job.progress ?? "none reported")</dd>
             </dl>
             <h2>Timeline (UTC)</h2>
             <ol class="timeline" id="timeline">\(timeline(job))</ol>
