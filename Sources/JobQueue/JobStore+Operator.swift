@@ -54,25 +54,7 @@ extension JobStore {
             return nil
         }
         guard let row = rows.first else { return nil }
-        let stateName = try row.required("state", row.string)
-        guard let state = JobState(rawValue: stateName) else {
-            throw PGError.unexpectedResult(statement: Queries.jobForCaller.name, reason: "unknown state \(stateName)")
-        }
-        let record = JobRecord(
-            id: try row.required("id", row.int64),
-            queue: try row.required("queue", row.string),
-            guest: try row.required("guest", row.string),
-            function: try row.required("function", row.string),
-            argsJSON: try row.required("args", row.string),
-            priority: try row.required("priority", row.int),
-            state: state,
-            attempt: try row.required("attempt", row.int),
-            maxAttempts: try row.required("max_attempts", row.int),
-            resultJSON: row.string("result"),
-            errorsJSON: try row.required("errors", row.string),
-            runAt: try row.required("run_at", row.date),
-            finishedAt: try row.date("finished_at"),
-            attemptedBy: row.string("attempted_by"))
+        let record = try JobRecord(row: row, statement: Queries.jobForCaller.name)
         return JobDetail(record: record, timeoutMs: try row.int("timeout_ms"), memoryMb: try row.int("memory_mb"),
                          vm: row.string("vm"), submittedBy: row.string("submitted_by"),
                          createdAt: try row.required("created_at", row.date),
@@ -129,5 +111,30 @@ extension JobStore {
                 version: try row.required("version", row.string),
                 runningJobs: try row.required("running", row.int))
         }
+    }
+}
+
+extension JobRecord {
+    /// A job's row as `Queries.job` and `Queries.jobForCaller` select it.
+    init(row: PGRow, statement: String) throws {
+        let stateName = try row.required("state", row.string)
+        guard let state = JobState(rawValue: stateName) else {
+            throw PGError.unexpectedResult(statement: statement, reason: "unknown state \(stateName)")
+        }
+        self.init(
+            id: try row.required("id", row.int64),
+            queue: try row.required("queue", row.string),
+            guest: try row.required("guest", row.string),
+            function: try row.required("function", row.string),
+            argsJSON: try row.required("args", row.string),
+            priority: try row.required("priority", row.int),
+            state: state,
+            attempt: try row.required("attempt", row.int),
+            maxAttempts: try row.required("max_attempts", row.int),
+            resultJSON: row.string("result"),
+            errorsJSON: try row.required("errors", row.string),
+            runAt: try row.required("run_at", row.date),
+            finishedAt: try row.date("finished_at"),
+            attemptedBy: row.string("attempted_by"))
     }
 }

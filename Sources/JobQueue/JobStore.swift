@@ -240,25 +240,7 @@ public final class JobStore: @unchecked Sendable {
     /// One job's row, or nil when there is no such id.
     public func job(id: Int64) throws -> JobRecord? {
         guard let row = try connection.execute(Queries.job, [PGParam(id)]).rows.first else { return nil }
-        let stateName = try row.required("state", row.string)
-        guard let state = JobState(rawValue: stateName) else {
-            throw PGError.unexpectedResult(statement: Queries.job.name, reason: "unknown state \(stateName)")
-        }
-        return JobRecord(
-            id: try row.required("id", row.int64),
-            queue: try row.required("queue", row.string),
-            guest: try row.required("guest", row.string),
-            function: try row.required("function", row.string),
-            argsJSON: try row.required("args", row.string),
-            priority: try row.required("priority", row.int),
-            state: state,
-            attempt: try row.required("attempt", row.int),
-            maxAttempts: try row.required("max_attempts", row.int),
-            resultJSON: row.string("result"),
-            errorsJSON: try row.required("errors", row.string),
-            runAt: try row.required("run_at", row.date),
-            finishedAt: try row.date("finished_at"),
-            attemptedBy: row.string("attempted_by"))
+        return try JobRecord(row: row, statement: Queries.job.name)
     }
 
     // MARK: Guests
