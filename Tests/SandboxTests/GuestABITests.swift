@@ -54,7 +54,7 @@ final class GuestABITests: SandboxTestCase {
 
     func testEveryRuntimeListsItsFunctions() throws {
         XCTAssertEqual(try sandbox("hello_c").functions(), ["echo", "add", "log", "log_flood", "spawn"])
-        XCTAssertEqual(try sandbox("hello_rust").functions(), ["echo", "add", "square", "panic", "fail", "crash"])
+        XCTAssertEqual(try sandbox("hello_rust").functions(), ["echo", "add", "square", "panic", "fail", "crash", "spawn"])
         XCTAssertEqual(try sandbox("init_c").functions(), ["cube", "bump", "inits", "touch"])
         let demo = try sandbox("demo").functions()
         XCTAssertEqual(demo.first, "echo")
