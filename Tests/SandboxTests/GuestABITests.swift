@@ -63,7 +63,7 @@ final class GuestABITests: SandboxTestCase {
 
     func testUnknownFunctionNamesTheFunctionsThatExist() throws {
         for (guest, listed) in [("demo", "echo, add, fib"), ("hello_c", "echo, add, log, log_flood"),
-                                ("hello_rust", "echo, add, square, panic, fail, crash")] {
+                                ("hello_rust", "echo, add, square, panic, fail, crash, spawn")] {
             let error = try expectFailure("unknown_function", "nosuch", guest: guest)
             XCTAssertEqual(error?.isRetryable, false)
             XCTAssertTrue(error?.message.hasPrefix("unknown function 'nosuch'; this guest has: \(listed)") == true,
