@@ -54,7 +54,7 @@ final class GuestABITests: SandboxTestCase {
 
     func testEveryRuntimeListsItsFunctions() throws {
         XCTAssertEqual(try sandbox("hello_c").functions(), ["echo", "add", "log", "log_flood", "spawn"])
-        XCTAssertEqual(try sandbox("hello_rust").functions(), ["echo", "add", "square", "panic", "fail", "crash"])
+        XCTAssertEqual(try sandbox("hello_rust").functions(), ["echo", "add", "square", "panic", "fail", "crash", "spawn"])
         XCTAssertEqual(try sandbox("init_c").functions(), ["cube", "bump", "inits", "touch"])
         let demo = try sandbox("demo").functions()
         XCTAssertEqual(demo.first, "echo")
@@ -63,7 +63,7 @@ final class GuestABITests: SandboxTestCase {
 
     func testUnknownFunctionNamesTheFunctionsThatExist() throws {
         for (guest, listed) in [("demo", "echo, add, fib"), ("hello_c", "echo, add, log, log_flood"),
-                                ("hello_rust", "echo, add, square, panic, fail, crash")] {
+                                ("hello_rust", "echo, add, square, panic, fail, crash, spawn")] {
             let error = try expectFailure("unknown_function", "nosuch", guest: guest)
             XCTAssertEqual(error?.isRetryable, false)
             XCTAssertTrue(error?.message.hasPrefix("unknown function 'nosuch'; this guest has: \(listed)") == true,

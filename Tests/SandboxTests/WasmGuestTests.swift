@@ -61,6 +61,7 @@ final class WasmGuestTests: SandboxTestCase {
             ("unreachable", "{}", "wasm trap: unreachable executed"),
             ("recurse", "{}", "wasm trap: call stack exhausted"),
             ("bad_pointer", "{}", "wasm trap: bad pointer handed to the host (hl.log: 4096 bytes at 4294967040"),
+            ("bad_enqueue", "{}", "wasm trap: bad pointer handed to the host (hl.enqueue: 4096 bytes at 4294967040"),
             ("grow", #"{"pages":60000}"#, "wasm trap: memory.grow past the guest's memory"),
         ]
         for (function, args, expected) in traps {

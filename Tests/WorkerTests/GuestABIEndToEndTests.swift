@@ -43,16 +43,16 @@ final class GuestABIEndToEndTests: WorkerTestCase {
         let path = RepositoryPaths.guest("hello_rust").path
         let (status, output) = try WorkerProcess.command(["guest", "add", "--database-url", database.url, "rusty", path])
         XCTAssertEqual(status, 0, output)
-        XCTAssertTrue(output.contains("\nfunctions: echo, add, square, panic, fail, crash\n"), output)
+        XCTAssertTrue(output.contains("\nfunctions: echo, add, square, panic, fail, crash, spawn\n"), output)
         try addGuest("demo")
 
         let stored = try sql("SELECT array_to_string(functions, ',') AS f FROM hl.guests WHERE name = 'rusty'").singleRow()
-        XCTAssertEqual(stored.string("f"), "echo,add,square,panic,fail,crash")
+        XCTAssertEqual(stored.string("f"), "echo,add,square,panic,fail,crash,spawn")
 
         let (listStatus, list) = try WorkerProcess.command(["guest", "list", "--database-url", database.url])
         XCTAssertEqual(listStatus, 0, list)
         let lines = list.split(separator: "\n").map(String.init)
-        XCTAssertTrue(lines.contains { $0.hasPrefix("rusty\t") && $0.hasSuffix("\techo,add,square,panic,fail,crash") }, list)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("rusty\t") && $0.hasSuffix("\techo,add,square,panic,fail,crash,spawn") }, list)
         XCTAssertTrue(lines.contains { $0.hasPrefix("demo\t") && $0.contains("\techo,add,fib,") }, list)
 
         // A row written straight into hl.guests has no list: it says so.
@@ -87,7 +87,7 @@ final class GuestABIEndToEndTests: WorkerTestCase {
         XCTAssertEqual(try job(final).errors.first?["message"] as? String, "this request can never succeed")
         try assertDiscarded(unknown, kind: "unknown_function", by: worker)
         XCTAssertEqual(try job(unknown).errors.first?["message"] as? String,
-                       "unknown function 'nosuch'; this guest has: echo, add, square, panic, fail, crash")
+                       "unknown function 'nosuch'; this guest has: echo, add, square, panic, fail, crash, spawn")
         worker.terminate()
     }
 

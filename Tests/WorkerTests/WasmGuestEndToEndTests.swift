@@ -52,6 +52,7 @@ final class WasmGuestEndToEndTests: WorkerTestCase {
             ("unreachable", "{}", "wasm trap: unreachable executed"),
             ("recurse", "{}", "wasm trap: call stack exhausted"),
             ("bad_pointer", "{}", "wasm trap: bad pointer handed to the host"),
+            ("bad_enqueue", "{}", "wasm trap: bad pointer handed to the host (hl.enqueue: "),
             ("grow", #"{"pages":60000}"#, "wasm trap: memory.grow past the guest's memory"),
         ]
         var jobs: [(Int64, String)] = []
@@ -67,6 +68,9 @@ final class WasmGuestEndToEndTests: WorkerTestCase {
             let text = try job(id).errors.first?["message"] as? String ?? ""
             XCTAssertTrue(text.hasPrefix(message), "job \(id): \(text)")
         }
+        // bad_enqueue enqueued a job before it trapped: a call that fails
+        // enqueues nothing.
+        XCTAssertEqual(try sql("SELECT count(*) AS n FROM hl.jobs WHERE parent_id IS NOT NULL").singleRow().int("n"), 0)
         try waitUntilFinal(exited)
         try assertDiscarded(exited, kind: "guest_error", by: worker)
         XCTAssertEqual(try job(exited).errors.first?["message"] as? String, "wasm module exited with status 3")

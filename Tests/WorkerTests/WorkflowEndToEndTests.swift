@@ -171,6 +171,53 @@ final class WorkflowEndToEndTests: WorkerTestCase {
         worker.terminate()
     }
 
+    /// The Rust SDK's `hl::enqueue` and `hl::progress`, and the Wasm
+    /// imports behind hl_enqueue and hl_progress (hello_c built through
+    /// Wasm as hello_c_wasm): children inserted with the parent's
+    /// completion run, a refusal past the per-call limit fails the parent
+    /// with the host's reason, and a parent that spins after enqueuing
+    /// shows its progress while it runs and, cancelled, leaves no children.
+    func testRustAndWasmGuestsEnqueueChildrenAndReportProgress() throws {
+        try addGuest("hello_rust")
+        try addGuest("hello_c_wasm")
+        let cases: [(guest: String, extra: String)] = [("hello_rust", ""), ("hello_c_wasm", #","guest":"hello_c_wasm""#)]
+        var parents: [(ok: Int64, tooMany: Int64, spinning: Int64)] = []
+        for (guest, extra) in cases {
+            parents.append((
+                ok: try insertJob("spawn", args: #"{"count":3\#(extra)}"#, guest: guest),
+                tooMany: try insertJob("spawn", args: #"{"count":101\#(extra)}"#, guest: guest, maxAttempts: 1),
+                spinning: try insertJob("spawn", args: #"{"count":2,"spin":1\#(extra)}"#, guest: guest, timeoutMs: 60_000)))
+        }
+        let worker = try startWorker(concurrency: 2)
+        for ((guest, _), parent) in zip(cases, parents) {
+            try waitUntil("\(guest)'s spinning parent's progress is written", timeout: 30) {
+                try sql("SELECT 1 FROM hl.job_progress WHERE id = $1 AND fraction = 1 AND note = 'spawning'",
+                        [String(parent.spinning)]).rowCount == 1
+            }
+            try sql("UPDATE hl.jobs SET cancel_requested_at = now() WHERE id = $1", [String(parent.spinning)])
+        }
+        try waitUntilAllFinal()
+        for ((guest, _), parent) in zip(cases, parents) {
+            try assertCompleted(parent.ok, result: #"{"enqueued": 3}"#)
+            let children = try sql("""
+                SELECT guest, args::text AS args, state, result::text AS result FROM hl.jobs WHERE parent_id = $1 ORDER BY id
+                """, [String(parent.ok)]).rows
+            XCTAssertEqual(children.map { $0.string("guest") }, [guest, guest, guest])
+            XCTAssertEqual(children.map { $0.string("args") }, [#"{"n": 0}"#, #"{"n": 1}"#, #"{"n": 2}"#], guest)
+            XCTAssertEqual(children.map { $0.string("state") }, ["completed", "completed", "completed"], guest)
+            XCTAssertEqual(children.map { $0.string("result") }, [#"{"n": 0}"#, #"{"n": 1}"#, #"{"n": 2}"#], guest)
+            try assertDiscarded(parent.tooMany, kind: "guest_error", by: worker)
+            let message = try job(parent.tooMany).errors.first?["message"].map { "\($0)" } ?? ""
+            XCTAssertTrue(message.contains("at most 100 jobs"), "\(guest): \(message)")
+            XCTAssertEqual(try job(parent.spinning).state, "cancelled", guest)
+            for id in [parent.tooMany, parent.spinning] {
+                XCTAssertEqual(try sql("SELECT count(*) AS n FROM hl.jobs WHERE parent_id = $1", [String(id)]).singleRow().int("n"),
+                               0, "\(guest): a job that did not complete enqueued nothing")
+            }
+        }
+        worker.terminate()
+    }
+
     /// A guest's progress shows in hl.job_progress while it runs.
     func testProgressIsVisibleWhileTheJobRuns() throws {
         try addGuest("fanout")

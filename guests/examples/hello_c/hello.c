@@ -31,6 +31,18 @@ static void add(const uint8_t *input, size_t len)
     hl_return(out, n);
 }
 
+/* Spins while `spin` is not 0, until the host stops the call; hello_c_wasm
+ * builds this file through Wasm, which has no `pause`. */
+static void spin_while(int64_t spin)
+{
+    volatile int64_t keep = spin;
+    while (keep) {
+#if defined(__x86_64__)
+        __asm__ volatile("pause");
+#endif
+    }
+}
+
 /* log {"message"} -> {} after handing the message to the host's log. */
 static void log_message(const uint8_t *input, size_t len)
 {
@@ -69,8 +81,7 @@ static void log_flood(const uint8_t *input, size_t len)
     for (int64_t i = 0; i < lines; i++)
         hl_log((uint32_t)level, line, (size_t)bytes);
     free(line);
-    while (spin)
-        __asm__ volatile("pause");
+    spin_while(spin);
     static const char prefix[] = "{\"lines\":";
     char out[sizeof prefix - 1 + HL_I64_MAX_DIGITS + 1];
     size_t n = sizeof prefix - 1;
@@ -80,16 +91,22 @@ static void log_flood(const uint8_t *input, size_t len)
     hl_return(out, n);
 }
 
-/* spawn {"count"} -> {"enqueued"}: asks the host for `count` echo jobs of
- * this guest (args {"n": i}), reporting progress as it goes; the first
- * refusal fails the call with the host's reason. */
+/* spawn {"count", "guest", "spin"} -> {"enqueued"}: asks the host for
+ * `count` echo jobs of `guest` (default hello_c; hello_c_wasm names
+ * itself) with args {"n": i}, reporting progress as it goes; the first
+ * refusal fails the call with the host's reason. With "spin": 1 it then
+ * spins until the host stops it. */
 static void spawn(const uint8_t *input, size_t len)
 {
-    int64_t count;
+    int64_t count, spin = 0;
     if (!hl_json_get_i64(input, len, "count", &count) || count < 0 || count > 100000) {
         hl_return_error("spawn needs an integer argument \"count\" in 0...100000");
         return;
     }
+    char *guest = NULL;
+    size_t guest_len;
+    hl_json_get_string(input, len, "guest", &guest, &guest_len);
+    hl_json_get_i64(input, len, "spin", &spin);
     static const char prefix[] = "{\"n\":";
     char args[sizeof prefix - 1 + HL_I64_MAX_DIGITS + 1];
     char reason[160];
@@ -98,12 +115,15 @@ static void spawn(const uint8_t *input, size_t len)
         memcpy(args, prefix, n);
         n += hl_format_i64(i, args + n);
         args[n++] = '}';
-        if (hl_enqueue("hello_c", "echo", args, n, NULL, 0, reason, sizeof reason) < 0) {
+        if (hl_enqueue(guest ? guest : "hello_c", "echo", args, n, NULL, 0, reason, sizeof reason) < 0) {
+            free(guest);
             hl_return_error(reason);
             return;
         }
         hl_progress((uint32_t)((i + 1) * 1000000 / count), "spawning", 8);
     }
+    free(guest);
+    spin_while(spin);
     static const char done[] = "{\"enqueued\":";
     char out[sizeof done - 1 + HL_I64_MAX_DIGITS + 1];
     size_t n = sizeof done - 1;

@@ -1,7 +1,7 @@
 //! A guest written in Rust: the same JSON-in, JSON-out protocol as the C and
 //! Swift examples, plus what Rust guests add: a panic that ends the call
 //! with its message and location, a final error, and an init that fills a
-//! table once per VM.
+//! table once per VM, and a function that enqueues jobs and reports progress.
 #![no_std]
 
 extern crate alloc;
@@ -70,6 +70,26 @@ fn fail(input: &[u8]) -> hl::Result {
     }
 }
 
+/// spawn {"count", "spin"} -> {"enqueued"}: asks the host for `count` echo
+/// jobs of this guest (args {"n": i}), reporting progress as it goes; the
+/// first refusal fails the call with the host's reason. With "spin": 1 it
+/// then spins until the host stops it (for tests of progress while a job
+/// runs, and of children of a parent that never completes).
+fn spawn(input: &[u8]) -> hl::Result {
+    let count = integer(input, "count").filter(|n| (0..=100_000).contains(n));
+    let count = count.ok_or("spawn needs an integer argument \"count\" in 0...100000")?;
+    for i in 0..count {
+        hl::enqueue("hello_rust", "echo", format!("{{\"n\":{i}}}").as_bytes(), b"")?;
+        hl::progress((i + 1) as f64 / count as f64, "spawning");
+    }
+    if integer(input, "spin") == Some(1) {
+        loop {
+            core::hint::spin_loop();
+        }
+    }
+    Ok(format!("{{\"enqueued\":{count}}}").into_bytes())
+}
+
 /// crash: executes an invalid instruction (a guest_crash naming `crash`).
 fn crash(_input: &[u8]) -> hl::Result {
     // SAFETY: ends the call; the host reports a guest crash.
@@ -83,4 +103,5 @@ hl::functions! {
     "panic" => panic,
     "fail" => fail,
     "crash" => crash,
+    "spawn" => spawn,
 }

@@ -8,6 +8,9 @@
 
 __attribute__((import_module("hl"), import_name("log"))) void hl_import_log(uint32_t level, uint32_t message,
                                                                               uint32_t len);
+__attribute__((import_module("hl"), import_name("enqueue"))) int32_t
+hl_import_enqueue(uint32_t guest, uint32_t guest_len, uint32_t function, uint32_t function_len, uint32_t args,
+                  uint32_t args_len, uint32_t options, uint32_t options_len, uint32_t reason, uint32_t reason_capacity);
 
 static volatile int32_t zero = 0;
 static volatile int32_t minus_one = -1;
@@ -78,6 +81,18 @@ static void bad_pointer(const uint8_t *input, size_t len)
     hl_return("{}", 2);
 }
 
+/* bad_enqueue: enqueues a job properly (where the host offers enqueue),
+ * then hands the enqueue import a guest name outside linear memory: the
+ * trap ends the call, so neither job is ever inserted. */
+static void bad_enqueue(const uint8_t *input, size_t len)
+{
+    (void)input;
+    (void)len;
+    hl_enqueue("traps_wasm", "counter", "{}", 2, NULL, 0, NULL, 0);
+    hl_import_enqueue(0xFFFFFF00u, 4096, 0, 0, 0, 0, 0, 0, 0, 0);
+    hl_return("{}", 2);
+}
+
 /* grow {"pages"}: memory.grow by that many 64 KiB pages. */
 static void grow(const uint8_t *input, size_t len)
 {
@@ -108,5 +123,5 @@ static void counter(const uint8_t *input, size_t len)
 }
 
 HL_FUNCTIONS({"out_of_bounds", out_of_bounds}, {"divide_by_zero", divide_by_zero}, {"overflow", overflow},
-             {"unreachable", unreachable}, {"recurse", recurse}, {"bad_pointer", bad_pointer}, {"grow", grow},
-             {"counter", counter})
+             {"unreachable", unreachable}, {"recurse", recurse}, {"bad_pointer", bad_pointer},
+             {"bad_enqueue", bad_enqueue}, {"grow", grow}, {"counter", counter})

@@ -332,13 +332,22 @@ void hl_log(uint32_t level, const void *message, size_t len)
 long hl_enqueue(const char *guest, const char *function, const void *args, size_t args_len,
                 const void *options, size_t options_len, char *reason, size_t reason_capacity)
 {
+    return hl_enqueue_bytes(guest, strlen(guest), function, strlen(function), args, args_len, options, options_len,
+                            reason, reason_capacity);
+}
+
+long hl_enqueue_bytes(const void *guest, size_t guest_len, const void *function, size_t function_len,
+                      const void *args, size_t args_len, const void *options, size_t options_len, char *reason,
+                      size_t reason_capacity)
+{
     struct hl_enqueue_request head = {
-        .guest_len = (uint32_t)strlen(guest),
-        .function_len = (uint32_t)strlen(function),
+        .guest_len = (uint32_t)guest_len,
+        .function_len = (uint32_t)function_len,
         .args_len = (uint32_t)args_len,
         .options_len = (uint32_t)options_len,
     };
-    size_t total = (size_t)head.guest_len + head.function_len + args_len + options_len;
+    /* Summed in 64 bits, so lengths past 4 GiB cannot wrap into "fits". */
+    uint64_t total = (uint64_t)guest_len + function_len + args_len + options_len;
     size_t room = BOOT->hostcall_size > sizeof(struct hl_hostcall_request) + sizeof head
                       ? BOOT->hostcall_size - sizeof(struct hl_hostcall_request) - sizeof head
                       : 0;

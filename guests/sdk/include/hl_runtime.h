@@ -45,6 +45,13 @@ uint64_t hl_wall_clock_ns(void);
 long hl_enqueue(const char *guest, const char *function, const void *args, size_t args_len,
                 const void *options, size_t options_len, char *reason, size_t reason_capacity);
 
+/* hl_enqueue with the guest's and the function's names given by length
+ * rather than NUL-terminated: for bindings whose strings carry their length
+ * (Rust, the Wasm imports). */
+long hl_enqueue_bytes(const void *guest, size_t guest_len, const void *function, size_t function_len,
+                      const void *args, size_t args_len, const void *options, size_t options_len, char *reason,
+                      size_t reason_capacity);
+
 /* Reports progress (HL_HOSTCALL_PROGRESS): parts per million done, and a
  * UTF-8 note. The host keeps the latest, written about once a second.
  * Returns 1 if the host accepted it. */

@@ -40,6 +40,19 @@ mod ffi {
         pub fn hl_end_call(status: u32, message: *const u8, len: usize) -> !;
         pub fn hl_log(level: u32, message: *const u8, len: usize);
         pub fn hl_wall_clock_ns() -> u64;
+        pub fn hl_enqueue_bytes(
+            guest: *const u8,
+            guest_len: usize,
+            function: *const u8,
+            function_len: usize,
+            args: *const u8,
+            args_len: usize,
+            options: *const u8,
+            options_len: usize,
+            reason: *mut u8,
+            reason_capacity: usize,
+        ) -> isize;
+        pub fn hl_progress(parts_per_million: u32, note: *const u8, len: usize) -> i32;
         pub fn posix_memalign(result: *mut *mut u8, alignment: usize, size: usize) -> i32;
         pub fn free(pointer: *mut u8);
         pub fn realloc(pointer: *mut u8, size: usize) -> *mut u8;
@@ -189,6 +202,49 @@ pub fn log(level: Level, message: &str) {
 pub fn wall_clock_ns() -> u64 {
     // SAFETY: no arguments.
     unsafe { ffi::hl_wall_clock_ns() }
+}
+
+/// Asks for a new job of `guest`'s `function`, inserted only if and when
+/// this call's job completes, in the same transaction as its result (a call
+/// that fails enqueues nothing). `args` is a JSON object (empty means
+/// `{}`); `options` a JSON object or empty, with "queue", "priority",
+/// "max_attempts", "unique_key" and "after" (indexes returned by earlier
+/// calls, jobs the new one waits for). Returns the new job's index among
+/// this call's, or the host's reason for refusing (an invalid request, or
+/// one past the host's limits on jobs and bytes per call), as an error a
+/// guest function can return with `?`.
+pub fn enqueue(guest: &str, function: &str, args: &[u8], options: &[u8]) -> core::result::Result<u32, Error> {
+    let mut reason = [0u8; 256];
+    // SAFETY: every pointer is a live slice of the length given with it;
+    // the runtime writes at most `reason.len()` bytes, NUL-terminated.
+    let index = unsafe {
+        ffi::hl_enqueue_bytes(
+            guest.as_ptr(),
+            guest.len(),
+            function.as_ptr(),
+            function.len(),
+            args.as_ptr(),
+            args.len(),
+            options.as_ptr(),
+            options.len(),
+            reason.as_mut_ptr(),
+            reason.len(),
+        )
+    };
+    if index >= 0 {
+        return Ok(index as u32);
+    }
+    let len = reason.iter().position(|&byte| byte == 0).unwrap_or(reason.len());
+    Err(Error::new(alloc::format!("enqueue refused: {}", String::from_utf8_lossy(&reason[..len]))))
+}
+
+/// Reports how far the job has got (`fraction` from 0 to 1, clamped; NaN
+/// counts as 0) with a short note. The host keeps the latest, written about
+/// once a second while the job runs. True if the host accepted it.
+pub fn progress(fraction: f64, note: &str) -> bool {
+    let clamped = if fraction.is_nan() { 0.0 } else { fraction.clamp(0.0, 1.0) };
+    // SAFETY: the note is a live byte slice.
+    unsafe { ffi::hl_progress((clamped * 1_000_000.0) as u32, note.as_ptr(), note.len()) != 0 }
 }
 
 /// The global allocator: the SDK heap. It never returns null: running out

@@ -75,6 +75,32 @@ uint64_t Z_hlZ_memory_room(struct Z_hl_instance_t *hl)
     return hl_wasm_memory_room();
 }
 
+/* Every range is checked before the request is built, the reason buffer
+ * too (the host writes a NUL-terminated reason there): a refusal is
+ * answered like natively, a bad range traps. Returns the index, or
+ * UINT32_MAX (-1 as the module's i32) on refusal. */
+uint32_t Z_hlZ_enqueue(struct Z_hl_instance_t *hl, uint32_t guest, uint32_t guest_len, uint32_t function,
+                       uint32_t function_len, uint32_t args, uint32_t args_len, uint32_t options,
+                       uint32_t options_len, uint32_t reason, uint32_t reason_capacity)
+{
+    (void)hl;
+    static const char import[] = "hl.enqueue";
+    const uint8_t *guest_bytes = hl_wasm_bytes(import, guest, guest_len);
+    const uint8_t *function_bytes = hl_wasm_bytes(import, function, function_len);
+    const uint8_t *args_bytes = hl_wasm_bytes(import, args, args_len);
+    const uint8_t *options_bytes = hl_wasm_bytes(import, options, options_len);
+    char *reason_bytes = (char *)hl_wasm_bytes(import, reason, reason_capacity);
+    long index = hl_enqueue_bytes(guest_bytes, guest_len, function_bytes, function_len, args_bytes, args_len,
+                                  options_bytes, options_len, reason_bytes, reason_capacity);
+    return index < 0 ? UINT32_MAX : (uint32_t)index;
+}
+
+uint32_t Z_hlZ_progress(struct Z_hl_instance_t *hl, uint32_t parts_per_million, uint32_t note, uint32_t len)
+{
+    (void)hl;
+    return (uint32_t)hl_progress(parts_per_million, hl_wasm_bytes("hl.progress", note, len), len);
+}
+
 /* --- WASI preview 1 --- */
 
 enum {

@@ -24,6 +24,11 @@ HL_IMPORT("list_function") void hl_import_list_function(const char *name, size_t
 HL_IMPORT("log") void hl_import_log(uint32_t level, const void *message, size_t len);
 HL_IMPORT("wall_clock_ns") uint64_t hl_import_wall_clock_ns(void);
 HL_IMPORT("memory_room") uint64_t hl_import_memory_room(void);
+HL_IMPORT("enqueue") int32_t hl_import_enqueue(const void *guest, size_t guest_len, const void *function,
+                                               size_t function_len, const void *args, size_t args_len,
+                                               const void *options, size_t options_len, char *reason,
+                                               size_t reason_capacity);
+HL_IMPORT("progress") int32_t hl_import_progress(uint32_t parts_per_million, const void *note, size_t len);
 
 /* The stack wasm-ld lays out (placed first, so an overflow leaves linear
  * memory and traps instead of overwriting data). */
@@ -153,6 +158,28 @@ void hl_log(uint32_t level, const void *message, size_t len)
 uint64_t hl_wall_clock_ns(void)
 {
     return hl_import_wall_clock_ns();
+}
+
+/* The host writes the reason into the module's buffer; -1 on refusal. */
+long hl_enqueue_bytes(const void *guest, size_t guest_len, const void *function, size_t function_len,
+                      const void *args, size_t args_len, const void *options, size_t options_len, char *reason,
+                      size_t reason_capacity)
+{
+    int32_t index = hl_import_enqueue(guest, guest_len, function, function_len, args, args_len, options, options_len,
+                                      reason, reason_capacity);
+    return index < 0 ? -1 : (long)index;
+}
+
+long hl_enqueue(const char *guest, const char *function, const void *args, size_t args_len,
+                const void *options, size_t options_len, char *reason, size_t reason_capacity)
+{
+    return hl_enqueue_bytes(guest, strlen(guest), function, strlen(function), args, args_len, options, options_len,
+                            reason, reason_capacity);
+}
+
+int hl_progress(uint32_t parts_per_million, const void *note, size_t len)
+{
+    return hl_import_progress(parts_per_million, note, len) != 0;
 }
 
 /* Inside a module the heap is wasi-libc's malloc over linear memory; what

@@ -26,6 +26,10 @@ void Z_hlZ_list_function(struct Z_hl_instance_t *, uint32_t name, uint32_t len);
 void Z_hlZ_log(struct Z_hl_instance_t *, uint32_t level, uint32_t message, uint32_t len);
 uint64_t Z_hlZ_wall_clock_ns(struct Z_hl_instance_t *);
 uint64_t Z_hlZ_memory_room(struct Z_hl_instance_t *);
+uint32_t Z_hlZ_enqueue(struct Z_hl_instance_t *, uint32_t guest, uint32_t guest_len, uint32_t function,
+                       uint32_t function_len, uint32_t args, uint32_t args_len, uint32_t options,
+                       uint32_t options_len, uint32_t reason, uint32_t reason_capacity);
+uint32_t Z_hlZ_progress(struct Z_hl_instance_t *, uint32_t parts_per_million, uint32_t note, uint32_t len);
 
 /* wasi_snapshot_preview1: the subset wasi-libc programs need. */
 uint32_t Z_wasi_snapshot_preview1Z_fd_write(HL_WASI *, uint32_t fd, uint32_t iovs, uint32_t iovs_len, uint32_t written);
