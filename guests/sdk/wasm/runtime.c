@@ -330,57 +330,39 @@ uint64_t hl_wasm_memory_room(void)
     return reservation.capacity - hl_wasm_current_memory->size;
 }
 
-void wasm_rt_allocate_funcref_table(wasm_rt_funcref_table_t *table, uint32_t elements, uint32_t max_elements)
-{
-    table->data = calloc(elements ? elements : 1, sizeof *table->data);
-    table->size = elements;
-    table->max_size = max_elements;
-}
+/* wasm2c wants the same three table operations for each reference type;
+ * one definition serves both. */
+#define HL_WASM_TABLE_OPERATIONS(kind)                                                           \
+    void wasm_rt_allocate_##kind##_table(wasm_rt_##kind##_table_t *table, uint32_t elements,     \
+                                         uint32_t max_elements)                                  \
+    {                                                                                            \
+        table->data = calloc(elements ? elements : 1, sizeof *table->data);                      \
+        table->size = elements;                                                                  \
+        table->max_size = max_elements;                                                          \
+    }                                                                                            \
+                                                                                                 \
+    void wasm_rt_free_##kind##_table(wasm_rt_##kind##_table_t *table)                            \
+    {                                                                                            \
+        free(table->data);                                                                       \
+        table->data = NULL;                                                                      \
+    }                                                                                            \
+                                                                                                 \
+    uint32_t wasm_rt_grow_##kind##_table(wasm_rt_##kind##_table_t *table, uint32_t delta,        \
+                                         wasm_rt_##kind##_t init)                                \
+    {                                                                                            \
+        uint32_t old = table->size;                                                              \
+        uint64_t grown = (uint64_t)old + delta;                                                  \
+        if (grown > table->max_size || grown > (64u << 20) / sizeof *table->data)                \
+            return UINT32_MAX;                                                                   \
+        table->data = realloc(table->data, (size_t)(grown ? grown : 1) * sizeof *table->data);   \
+        for (uint32_t i = old; i < grown; i++)                                                   \
+            table->data[i] = init;                                                               \
+        table->size = (uint32_t)grown;                                                           \
+        return old;                                                                              \
+    }
 
-void wasm_rt_free_funcref_table(wasm_rt_funcref_table_t *table)
-{
-    free(table->data);
-    table->data = NULL;
-}
-
-uint32_t wasm_rt_grow_funcref_table(wasm_rt_funcref_table_t *table, uint32_t delta, wasm_rt_funcref_t init)
-{
-    uint32_t old = table->size;
-    uint64_t grown = (uint64_t)old + delta;
-    if (grown > table->max_size || grown > (64u << 20) / sizeof *table->data)
-        return UINT32_MAX;
-    table->data = realloc(table->data, (size_t)(grown ? grown : 1) * sizeof *table->data);
-    for (uint32_t i = old; i < grown; i++)
-        table->data[i] = init;
-    table->size = (uint32_t)grown;
-    return old;
-}
-
-void wasm_rt_allocate_externref_table(wasm_rt_externref_table_t *table, uint32_t elements, uint32_t max_elements)
-{
-    table->data = calloc(elements ? elements : 1, sizeof *table->data);
-    table->size = elements;
-    table->max_size = max_elements;
-}
-
-void wasm_rt_free_externref_table(wasm_rt_externref_table_t *table)
-{
-    free(table->data);
-    table->data = NULL;
-}
-
-uint32_t wasm_rt_grow_externref_table(wasm_rt_externref_table_t *table, uint32_t delta, wasm_rt_externref_t init)
-{
-    uint32_t old = table->size;
-    uint64_t grown = (uint64_t)old + delta;
-    if (grown > table->max_size || grown > (64u << 20) / sizeof *table->data)
-        return UINT32_MAX;
-    table->data = realloc(table->data, (size_t)(grown ? grown : 1) * sizeof *table->data);
-    for (uint32_t i = old; i < grown; i++)
-        table->data[i] = init;
-    table->size = (uint32_t)grown;
-    return old;
-}
+HL_WASM_TABLE_OPERATIONS(funcref)
+HL_WASM_TABLE_OPERATIONS(externref)
 
 /* --- instances and calls --- */
 
