@@ -103,8 +103,9 @@ final class OperationsServerTests: XCTestCase {
 
     /// The reason the hand-written server went: 64 idle connections made
     /// /healthz wait about 5 s, past a Kubernetes probe's timeout. Now
-    /// hundreds are held open, some having sent half a request, and the
-    /// probe is still answered at once.
+    /// hundreds are held open, some having sent half a request, and every
+    /// probe is still answered within a Kubernetes probe's default timeout
+    /// (1 s): a contract the old server broke, not a speed figure.
     func testHealthzAnswersPromptlyWithHundredsOfIdleConnections() throws {
         let server = try start()
         var idle: [HTTPClient.Socket] = []
@@ -122,9 +123,7 @@ final class OperationsServerTests: XCTestCase {
             XCTAssertEqual(try HTTPClient.get("/healthz", port: server.port).status, 200)
             durations.append(clock.now - start)
         }
-        durations.sort()
-        XCTAssertLessThan(durations[durations.count / 2], .milliseconds(100), "median of \(durations)")
-        XCTAssertLessThan(durations.last!, .seconds(1), "slowest of \(durations)")
+        XCTAssertLessThan(durations.max()!, .seconds(1), "slowest of \(durations)")
         withExtendedLifetime(idle) {}
     }
 
