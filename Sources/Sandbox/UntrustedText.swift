@@ -36,6 +36,13 @@ public enum UntrustedText {
     /// Escapes `text`; the result is at most `maxBytes` UTF-8 bytes (escapes
     /// included), ending in "…" when cut short.
     public static func escape(_ text: String, maxBytes: Int = defaultMaxBytes) -> String {
+        // Printable ASCII needs no escape and is one byte a character: the
+        // usual queue, guest and function names are returned as they are,
+        // without the Unicode property lookups (a worker escapes several
+        // names for every job it runs).
+        if text.utf8.count <= maxBytes && text.utf8.allSatisfy({ (0x20...0x7E).contains($0) }) {
+            return text
+        }
         let ellipsis = "…"
         var out = ""
         var length = 0

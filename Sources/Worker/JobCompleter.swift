@@ -43,9 +43,15 @@ final class JobCompleter: @unchecked Sendable {
         condition.lock()
         pending.append(outcome)
         arrivals.record(now: ProcessInfo.processInfo.systemUptime)
-        // Broadcast: a flush may be waiting on the same condition, and a
-        // signal that woke only it would leave the writer asleep.
-        condition.broadcast()
+        // The writer waits for a first outcome, or while it lingers for
+        // `lingerTarget` of them: only those two moments can end its wait,
+        // so only they wake it (a wake-up per outcome cost a context switch
+        // per job). Broadcast: a flush may be waiting on the same
+        // condition, and a signal that woke only it would leave the writer
+        // asleep.
+        if pending.count == 1 || pending.count == Self.lingerTarget {
+            condition.broadcast()
+        }
         condition.unlock()
     }
 

@@ -31,7 +31,9 @@ final class JobExecutor: @unchecked Sendable {
     let prefetch: PrefetchDepth
     /// Jobs started, for the adaptive prefetch depth.
     private var starts: RecentRate
-    /// Called when a slot frees up, so the producer can claim again.
+    /// Whether the producer was woken and has not yet asked `wanted` since.
+    private var producerWoken = false
+    /// Wakes the producer when a freed slot means it should claim again.
     var onSlotFreed: () -> Void = {}
 
     init(concurrency: Int, prefetch: PrefetchDepth, runner: JobRunner, completer: JobCompleter) {
@@ -58,6 +60,12 @@ final class JobExecutor: @unchecked Sendable {
     var wanted: Int {
         condition.lock()
         defer { condition.unlock() }
+        producerWoken = false
+        return wantedLocked
+    }
+
+    /// `wanted`, with `condition` held.
+    private var wantedLocked: Int {
         guard !stopping else { return 0 }
         let depth = prefetch.depth(startsPerSecond: starts.perSecond(now: ProcessInfo.processInfo.systemUptime))
         let room = concurrency + depth - busy - queue.count
@@ -83,7 +91,9 @@ final class JobExecutor: @unchecked Sendable {
     func submit(_ jobs: [PreparedJob]) {
         condition.lock()
         queue.append(contentsOf: jobs)
-        condition.broadcast()
+        // One wake-up a job, not a broadcast: with one job and eight idle
+        // slots, a broadcast woke all eight to find one job.
+        for _ in 0..<min(jobs.count, concurrency) { condition.signal() }
         condition.unlock()
     }
 
@@ -153,9 +163,17 @@ final class JobExecutor: @unchecked Sendable {
             condition.lock()
             busy -= 1
             runningIDs.remove(prepared.job.id)
-            condition.broadcast()
+            // Only a drain waits for a slot to free up.
+            if stopping { condition.broadcast() }
+            // The producer is woken only when this freed slot makes it
+            // claim (an idle slot, or the queue down to its refill mark),
+            // and once until it looks: under load most jobs end with the
+            // queue still full, and a wake-up each would cost a context
+            // switch per job.
+            let wakeProducer = !producerWoken && wantedLocked > 0
+            if wakeProducer { producerWoken = true }
             condition.unlock()
-            onSlotFreed()
+            if wakeProducer { onSlotFreed() }
         }
     }
 }

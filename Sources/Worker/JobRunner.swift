@@ -70,11 +70,28 @@ final class JobRunner: @unchecked Sendable {
         metrics.runTime.recordSeconds(duration)
         metrics.record(outcome, queue: UntrustedText.escape(job.queue, maxBytes: 128),
                        guest: UntrustedText.escape(job.guest, maxBytes: 128))
+        log(outcome, of: job, duration: duration)
+        return outcome
+    }
+
+    /// One line per outcome: a completion at debug (the job's row and the
+    /// metrics record every one; at thousands of jobs a second a line each
+    /// would cost more than the job), a failure at warning, a cancellation
+    /// or hand-back at info. The fields are built only for a line that is
+    /// written.
+    private func log(_ outcome: RunOutcome, of job: ClaimedJob, duration: TimeInterval) {
+        let level: Logger.Level
+        switch outcome {
+        case .finished(.completed): level = .debug
+        case .finished(.failed): level = .warning
+        case .finished(.cancelled), .handBack: level = .info
+        }
+        guard logger.logLevel <= level else { return }
         var metadata = Self.logMetadata(job)
         metadata["duration_ms"] = .stringConvertible(Int((duration * 1000).rounded()))
         switch outcome {
         case .finished(.completed):
-            logger.info("job completed", metadata: metadata)
+            logger.debug("job completed", metadata: metadata)
         case .finished(.failed(_, _, _, let kind, let message, let retryable)):
             metadata["error_kind"] = "\(kind)"
             metadata["error"] = "\(message)"
@@ -96,7 +113,6 @@ final class JobRunner: @unchecked Sendable {
         case .handBack:
             logger.info("job handed back at shutdown", metadata: metadata)
         }
-        return outcome
     }
 
     /// The fields of every log line about a job, the guest's own lines

@@ -54,6 +54,16 @@ final class UntrustedTextTests: XCTestCase {
         XCTAssertFalse(escaped.unicodeScalars.contains(where: UntrustedText.needsEscape))
     }
 
+    /// Printable ASCII takes a shortcut past the Unicode rules: it must
+    /// agree with them for every ASCII character, alone and in a name.
+    func testEveryASCIICharacterIsKeptExactlyWhenTheRulesKeepIt() {
+        for value in UInt32(0)...0x7F {
+            let scalar = Unicode.Scalar(value)!
+            let kept = UntrustedText.escape("queue\(scalar)name") == "queue\(scalar)name"
+            XCTAssertEqual(kept, !UntrustedText.needsEscape(scalar), "U+\(String(value, radix: 16))")
+        }
+    }
+
     func testOrdinaryTextIsUnchanged() {
         for text in ["hello, world", "héllo wörld", "日本語のテキスト", "emoji 👋 ok", #"C:\path\to\file"#, "a  b", "שלום"] {
             XCTAssertEqual(UntrustedText.escape(text), text)
