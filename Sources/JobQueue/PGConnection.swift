@@ -102,6 +102,14 @@ public final class PGConnection: @unchecked Sendable {
         }
     }
 
+    /// Runs `sql` as the named prepared statement `name`, preparing it on
+    /// first use in this session, as a driver with a statement cache does:
+    /// for a client (the benchmark) that sends one statement many times.
+    @discardableResult
+    public func executePrepared(name: String, sql: String, params: [String?] = []) throws -> PGResult {
+        try execute(Query(name: name, sql: sql), params.map(PGParam.init))
+    }
+
     /// Runs several statements separated by semicolons, without parameters:
     /// the simple-query protocol, which is what migration files need.
     public func executeScript(_ sql: String, name: String) throws {

@@ -282,8 +282,13 @@ struct EndToEnd {
             let after = try database.lastJobID()
             for _ in 0..<plan.lightJobs {
                 usleep(20_000)
-                let row = try database.connection.execute(
-                    "/* hl-bench */ INSERT INTO hl.jobs (guest, function, args) VALUES ($1, 'echo', $2::jsonb) RETURNING id",
+                // Prepared once, as the peers' drivers (asyncpg) and any
+                // client with a statement cache send a repeated INSERT:
+                // created_at is taken before parsing and planning, so an
+                // unprepared INSERT would add its planning to the latency.
+                let row = try database.connection.executePrepared(
+                    name: "hl_bench_light_insert",
+                    sql: "/* hl-bench */ INSERT INTO hl.jobs (guest, function, args) VALUES ($1, 'echo', $2::jsonb) RETURNING id",
                     params: [BenchDatabase.guestName, Self.echoArgs]).singleRow()
                 let id = try row.required("id", row.int64)
                 try waitUntil(timeout: 30, longestPause: 0.01, fleet: fleet, what: "job \(id) to finish") {
