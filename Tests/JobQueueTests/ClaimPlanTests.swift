@@ -45,6 +45,30 @@ final class ClaimPlanTests: DatabaseTestCase {
         try assertNeverAnalyzed()
     }
 
+    /// A table analyzed while empty (freshly migrated, or pruned to
+    /// nothing), then given 10,000 waiting jobs before the next analyze:
+    /// with every index estimated at one page, the lookup of the picked
+    /// rows once chose jobs_submitted_by, whose second column is id, and
+    /// read the whole index on every claim. The claimed rows are updated
+    /// by their tuple ids instead, which no index offers.
+    func testClaimUpdatesThePickedRowsByTupleIDAfterTheEmptyTableWasAnalyzed() throws {
+        try connection.execute("ALTER TABLE hl.jobs SET (autovacuum_enabled = off)")
+        try connection.execute("ANALYZE hl.jobs")
+        try insertJobs(10_000)
+        XCTAssertEqual(try connection.execute("SELECT reltuples::text AS n FROM pg_class WHERE oid = 'hl.jobs'::regclass")
+            .singleRow().string("n"), "0", "hl.jobs was analyzed while empty")
+
+        let plans = try ClaimPlan.plans(database: database, queues: nil, limit: 8)
+        let picking = try XCTUnwrap(plans.first { $0.contains("LockRows") }, "\(plans)")
+        XCTAssertTrue(picking.contains("Index Scan using jobs_claim_any_queue on jobs"), picking)
+        XCTAssertEqual(actualRows(of: "Index Scan using jobs_claim_any_queue", in: picking), 8, picking)
+        let updating = try XCTUnwrap(plans.first { $0.contains("Update on jobs") }, "\(plans)")
+        XCTAssertTrue(updating.contains("Tid Scan on jobs"), updating)
+        XCTAssertEqual(actualRows(of: "Tid Scan on jobs", in: updating), 8, updating)
+        XCTAssertFalse(plans.contains { $0.contains("Seq Scan on jobs") || $0.contains("Bitmap Heap Scan on jobs") },
+                       "\(plans)")
+    }
+
     private func assertNeverAnalyzed() throws {
         let row = try connection.execute(
             """
