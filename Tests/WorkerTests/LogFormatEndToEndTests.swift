@@ -44,12 +44,18 @@ final class LogFormatEndToEndTests: WorkerTestCase {
 
     func testTextLinesQuoteValuesAndSayWhatBecomesOfAFailure() throws {
         let worker = try startWorker(concurrency: 1)
+        // A completion's line is debug: at the default level only the
+        // failures below are written (one queue, in order, so a line for
+        // this job would be in the log before theirs).
+        let completed = try insertJob("echo")
+        try waitUntilFinal(completed)
         let retried = try insertJob("crash", maxAttempts: 2)
         try waitUntilFinal(retried)
         try waitUntil("both failures reach the log") {
             worker.log.contains("job failed and was discarded")
         }
         let lines = worker.log.split(separator: "\n")
+        XCTAssertFalse(lines.contains { $0.contains(" job=\(completed) ") }, worker.logTail())
         let retrying = try XCTUnwrap(lines.first { $0.contains("job failed; retrying in") }, worker.logTail())
         XCTAssertTrue(retrying.contains(" attempt=1 "), String(retrying))
         XCTAssertTrue(retrying.contains(" job=\(retried) "), String(retrying))
