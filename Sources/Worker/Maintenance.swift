@@ -19,12 +19,12 @@ final class Maintenance: @unchecked Sendable {
     private let fresh: FreshSandboxFactory
     private let metrics: WorkerMetrics
     private let logger: Logger
-    private let condition = NSCondition()
-    private var stopped = false
-    private var exited = false
+    private let thread = ServiceThread()
+    /// Guards `lastHeartbeat`, which the health check reads.
+    private let lock = NSLock()
     private var lastHeartbeat: Date?
-    /// `suspectedStrays` and `takenOver` belong to the maintenance thread
-    /// alone; `condition` guards the rest of the mutable state.
+    /// `suspectedStrays`, `takenOver` and `leaseBackend` belong to the
+    /// maintenance thread alone.
     private var suspectedStrays: Set<JobAttempt> = []
     /// Set once another process has taken this worker's id over.
     private var takenOver = false
@@ -53,30 +53,16 @@ final class Maintenance: @unchecked Sendable {
     /// Whether the last heartbeat was written recently enough that no other
     /// worker would consider this one dead.
     var isHealthy: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        guard let lastHeartbeat else { return false }
+        guard let lastHeartbeat = lock.withLock({ lastHeartbeat }) else { return false }
         return Date().timeIntervalSince(lastHeartbeat) < min(configuration.rescueAfter / 2, configuration.heartbeatInterval * 3)
     }
 
     func start() {
-        let thread = Thread { [unowned self] in
-            self.loop()
-            self.condition.lock()
-            self.exited = true
-            self.condition.broadcast()
-            self.condition.unlock()
-        }
-        thread.name = "hl-maintenance"
-        thread.start()
+        thread.start(name: "hl-maintenance") { [unowned self] in loop() }
     }
 
     func stop() {
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        while !exited { condition.wait() }
-        condition.unlock()
+        thread.stop()
     }
 
     private func loop() {
@@ -99,11 +85,7 @@ final class Maintenance: @unchecked Sendable {
                 readQueueMetrics()
                 nextQueueRead = Date(timeIntervalSinceNow: configuration.queueMetricsInterval)
             }
-            condition.lock()
-            if !stopped { _ = condition.wait(until: Date(timeIntervalSinceNow: configuration.heartbeatInterval)) }
-            let done = stopped
-            condition.unlock()
-            if done { return }
+            guard thread.pause(configuration.heartbeatInterval) else { return }
         }
     }
 
@@ -122,9 +104,7 @@ final class Maintenance: @unchecked Sendable {
                 onTakenOver(.workerIDTakenOver(id: info.id, host: host, pid: pid))
                 return
             }
-            condition.lock()
-            lastHeartbeat = Date()
-            condition.unlock()
+            lock.withLock { lastHeartbeat = Date() }
             metrics.busySlots.record(executor.busySlots)
             metrics.recordVMs(freshCreated: fresh.created, freshStock: fresh.stockCount,
                               recycledCreated: recycled.created, recycledIdle: recycled.idleCount)

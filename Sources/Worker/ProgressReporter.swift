@@ -19,11 +19,10 @@ final class ProgressReporter: @unchecked Sendable {
     private let session: DatabaseSession
     private let workerID: String
     private let logger: Logger
-    /// Guards `latest`, `stopped` and `exited`.
-    private let condition = NSCondition()
+    private let thread = ServiceThread()
+    /// Guards `latest`.
+    private let lock = NSLock()
     private var latest: [Int64: Report] = [:]
-    private var stopped = false
-    private var exited = false
 
     init(session: DatabaseSession, workerID: String, logger: Logger) {
         self.session = session
@@ -32,44 +31,24 @@ final class ProgressReporter: @unchecked Sendable {
     }
 
     func start() {
-        let thread = Thread { [unowned self] in
-            self.loop()
-            self.condition.lock()
-            self.exited = true
-            self.condition.broadcast()
-            self.condition.unlock()
-        }
-        thread.name = "hl-progress"
-        thread.start()
+        thread.start(name: "hl-progress") { [unowned self] in loop() }
     }
 
     /// Unwritten reports are dropped: progress of jobs that are ending.
     func stop() {
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        while !exited { condition.wait() }
-        condition.unlock()
+        thread.stop()
     }
 
     func report(_ attempt: JobAttempt, fraction: Double, note: String) {
-        condition.lock()
-        latest[attempt.id] = Report(attempt: attempt, fraction: fraction, note: note)
-        condition.unlock()
+        lock.withLock { latest[attempt.id] = Report(attempt: attempt, fraction: fraction, note: note) }
     }
 
     private func loop() {
-        while true {
-            condition.lock()
-            let wakeAt = Date(timeIntervalSinceNow: Self.interval)
-            while !stopped && condition.wait(until: wakeAt) {}
-            if stopped {
-                condition.unlock()
-                return
+        while thread.pause(Self.interval) {
+            let batch = lock.withLock {
+                defer { latest.removeAll() }
+                return Array(latest.values)
             }
-            let batch = Array(latest.values)
-            latest.removeAll()
-            condition.unlock()
             guard !batch.isEmpty else { continue }
             do {
                 try session.run { store in

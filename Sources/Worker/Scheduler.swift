@@ -22,10 +22,7 @@ final class Scheduler: @unchecked Sendable {
 
     private let session: DatabaseSession
     private let logger: Logger
-    /// Guards `stopped` and `exited`.
-    private let condition = NSCondition()
-    private var stopped = false
-    private var exited = false
+    private let thread = ServiceThread()
     /// Parsed expressions by (cron, time zone); touched only by the
     /// scheduler's thread.
     private var parsed: [String: Result<CronExpression, CronExpression.ParseError>] = [:]
@@ -36,23 +33,11 @@ final class Scheduler: @unchecked Sendable {
     }
 
     func start() {
-        let thread = Thread { [unowned self] in
-            self.loop()
-            self.condition.lock()
-            self.exited = true
-            self.condition.broadcast()
-            self.condition.unlock()
-        }
-        thread.name = "hl-scheduler"
-        thread.start()
+        thread.start(name: "hl-scheduler") { [unowned self] in loop() }
     }
 
     func stop() {
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        while !exited { condition.wait() }
-        condition.unlock()
+        thread.stop()
     }
 
     private func loop() {
@@ -65,13 +50,8 @@ final class Scheduler: @unchecked Sendable {
             } catch {
                 logger.warning("scheduler round failed; trying again next round", metadata: ["error": "\(error)"])
             }
-            condition.lock()
             // Jittered, so the workers' rounds spread over the interval.
-            let wakeAt = Date(timeIntervalSinceNow: Self.interval * Double.random(in: 0.8...1.2))
-            while !stopped && condition.wait(until: wakeAt) {}
-            let done = stopped
-            condition.unlock()
-            if done { return }
+            guard thread.pause(Self.interval * Double.random(in: 0.8...1.2)) else { return }
         }
     }
 
