@@ -99,18 +99,7 @@ extension JobStore {
 
     /// Workers with a heartbeat in the last minute (hl.live_workers).
     public func liveWorkerSummary() throws -> [LiveWorker] {
-        try connection.execute(Queries.liveWorkerSummary, []).rows.map { row in
-            LiveWorker(
-                id: try row.required("id", row.string),
-                host: try row.required("host", row.string),
-                pid: Int32(try row.required("pid", row.int)),
-                startedAt: try row.required("started_at", row.date),
-                heartbeatAt: try row.required("heartbeat_at", row.date),
-                concurrency: try row.required("concurrency", row.int),
-                queues: try row.string("queues").map { try decodeStringArray($0, column: "queues") },
-                version: try row.required("version", row.string),
-                runningJobs: try row.required("running", row.int))
-        }
+        try connection.execute(Queries.liveWorkerSummary, []).rows.map(liveWorker)
     }
 }
 

@@ -222,19 +222,23 @@ public final class JobStore: @unchecked Sendable {
                 count: try row.required("count", row.int),
                 oldestRunAt: try row.date("oldest_run_at"))
         }
-        let workers = try connection.execute(Queries.liveWorkers, [PGParam(liveWithin)]).rows.map { row in
-            LiveWorker(
-                id: try row.required("id", row.string),
-                host: try row.required("host", row.string),
-                pid: Int32(try row.required("pid", row.int)),
-                startedAt: try row.required("started_at", row.date),
-                heartbeatAt: try row.required("heartbeat_at", row.date),
-                concurrency: try row.required("concurrency", row.int),
-                queues: try row.string("queues").map { try decodeStringArray($0, column: "queues") },
-                version: try row.required("version", row.string),
-                runningJobs: try row.required("running", row.int))
-        }
+        let workers = try connection.execute(Queries.liveWorkers, [PGParam(liveWithin)]).rows.map(liveWorker)
         return QueueStatus(queues: queues, workers: workers)
+    }
+
+    /// A row of Queries.liveWorkers or Queries.liveWorkerSummary, which
+    /// return the same columns.
+    func liveWorker(_ row: PGRow) throws -> LiveWorker {
+        LiveWorker(
+            id: try row.required("id", row.string),
+            host: try row.required("host", row.string),
+            pid: Int32(try row.required("pid", row.int)),
+            startedAt: try row.required("started_at", row.date),
+            heartbeatAt: try row.required("heartbeat_at", row.date),
+            concurrency: try row.required("concurrency", row.int),
+            queues: try row.string("queues").map { try decodeStringArray($0, column: "queues") },
+            version: try row.required("version", row.string),
+            runningJobs: try row.required("running", row.int))
     }
 
     /// One job's row, or nil when there is no such id.
