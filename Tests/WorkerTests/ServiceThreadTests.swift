@@ -27,7 +27,11 @@ final class ServiceThreadTests: XCTestCase {
             rounds.lock.withLock { rounds.returned = true }
         }
         started.wait()
-        thread.stop()
+        // Stopped from another thread, so that a stop that never woke the
+        // loop fails the test instead of hanging it for the hour.
+        let stopped = DispatchSemaphore(value: 0)
+        Thread { thread.stop(); stopped.signal() }.start()
+        XCTAssertEqual(stopped.wait(timeout: .now() + 60), .success, "stop did not wake the paused loop")
         rounds.lock.withLock {
             XCTAssertTrue(rounds.returned)
             XCTAssertEqual(rounds.count, 1)
