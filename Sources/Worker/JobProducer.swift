@@ -4,8 +4,9 @@ import Logging
 
 /// Claims jobs for the free slots and the executor's bounded prefetch
 /// queue (see `JobExecutor.wanted`), and passes cancellations to the
-/// executor. Wakes on NOTIFY (new jobs, cancellations) and when a slot
-/// frees up; polls as a fallback. After the listening connection comes back
+/// executor. Wakes on NOTIFY (new jobs, cancellations) and when a freed
+/// slot leaves room to claim (see `JobExecutor.onSlotFreed`); polls as a
+/// fallback. After the listening connection comes back
 /// it re-polls, because notifications sent while it was away are gone.
 ///
 /// Notifications carry nothing and prove nothing: any database login can
