@@ -110,26 +110,39 @@ public final class JobStore: @unchecked Sendable {
         }
     }
 
+    /// One statement per worker among the outcomes (a worker process's
+    /// outcomes are all its own, so one statement).
     private func write(_ outcomes: [JobOutcome]) throws -> [Int64] {
-        var ids: [Int64] = [], attempts: [Int] = [], workers: [String?] = [], kinds: [String?] = []
+        var order: [String] = []
+        var byWorker: [String: [JobOutcome]] = [:]
+        for outcome in outcomes {
+            let worker = outcome.workerID
+            if byWorker[worker] == nil { order.append(worker) }
+            byWorker[worker, default: []].append(outcome)
+        }
+        return try order.flatMap { try write(byWorker[$0] ?? [], worker: $0) }
+    }
+
+    private func write(_ outcomes: [JobOutcome], worker: String) throws -> [Int64] {
+        var ids: [Int64] = [], attempts: [Int] = [], kinds: [String?] = []
         var results: [String?] = [], errorKinds: [String?] = [], messages: [String?] = []
         var retryable: [Bool] = []
         for outcome in outcomes {
             switch outcome {
-            case .completed(let id, let attempt, let worker, let resultJSON):
-                ids.append(id); attempts.append(attempt); workers.append(worker); kinds.append("completed")
+            case .completed(let id, let attempt, _, let resultJSON):
+                ids.append(id); attempts.append(attempt); kinds.append("completed")
                 results.append(resultJSON); errorKinds.append(nil); messages.append(nil); retryable.append(false)
-            case .failed(let id, let attempt, let worker, let kind, let message, let canRetry):
-                ids.append(id); attempts.append(attempt); workers.append(worker); kinds.append("failed")
+            case .failed(let id, let attempt, _, let kind, let message, let canRetry):
+                ids.append(id); attempts.append(attempt); kinds.append("failed")
                 results.append(nil); errorKinds.append(kind); messages.append(message); retryable.append(canRetry)
-            case .cancelled(let id, let attempt, let worker, let message):
-                ids.append(id); attempts.append(attempt); workers.append(worker); kinds.append("cancelled")
+            case .cancelled(let id, let attempt, _, let message):
+                ids.append(id); attempts.append(attempt); kinds.append("cancelled")
                 results.append(nil); errorKinds.append(JobErrorKind.cancelled.rawValue); messages.append(message)
                 retryable.append(false)
             }
         }
         let result = try connection.execute(Queries.finish, [
-            PGParam.array(ids), PGParam.array(attempts), PGParam.array(workers), PGParam.array(kinds),
+            PGParam.array(ids), PGParam.array(attempts), .text(worker), PGParam.array(kinds),
             PGParam.array(results), PGParam.array(errorKinds), PGParam.array(messages), PGParam.array(retryable),
             PGParam(backoff.baseSeconds), PGParam(backoff.maxSeconds),
         ])

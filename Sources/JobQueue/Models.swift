@@ -136,6 +136,13 @@ public enum JobOutcome: Sendable, Equatable {
         case .completed(let id, _, _, _), .failed(let id, _, _, _, _, _), .cancelled(let id, _, _, _): return id
         }
     }
+
+    public var workerID: String {
+        switch self {
+        case .completed(_, _, let worker, _), .failed(_, _, let worker, _, _, _), .cancelled(_, _, let worker, _):
+            return worker
+        }
+    }
 }
 
 /// How long to wait before retrying a failed job: `baseSeconds × 2^attempt`,

@@ -125,10 +125,18 @@ enum Queries {
             + "'kind', \(kind), 'message', \(message), 'worker', \(worker)))"
     }
 
-    /// Arrays, one element per outcome: $1 ids, $2 attempts, $3 workers,
-    /// $4 outcomes ('completed' | 'failed' | 'cancelled'), $5 results (JSON
-    /// text), $6 error kinds, $7 messages, $8 retryable; $9 backoff base and
-    /// $10 backoff cap in seconds.
+    /// Arrays, one element per outcome: $1 ids, $2 attempts, $4 outcomes
+    /// ('completed' | 'failed' | 'cancelled'), $5 results (JSON text), $6
+    /// error kinds, $7 messages, $8 retryable; $3 the worker whose attempts
+    /// they are; $9 backoff base and $10 backoff cap in seconds.
+    ///
+    /// The worker is one value, not one per outcome, so that every plan is
+    /// bounded by that worker's running rows: ANALYZE almost never sees a
+    /// running row, so the planner expects one and hash-joins the outcomes
+    /// with a scan of jobs_running_by_worker. Matched per outcome, that scan
+    /// had no index condition and read every worker's running rows (and
+    /// their dead entries) on every finish; with four processes, each
+    /// finish read the other three's prefetched jobs too.
     ///
     /// Fenced: a row changes only while it is still running the attempt the
     /// outcome belongs to, and a `cancelled` outcome only where
@@ -154,15 +162,15 @@ enum Queries {
                         ELSE 'discarded' END,
                     result = CASE WHEN o.outcome = 'completed' THEN o.result::jsonb ELSE j.result END,
                     errors = CASE WHEN o.outcome = 'completed' THEN j.errors
-                        ELSE j.errors || \(errorEntry(kind: "o.kind", message: "o.message", worker: "o.worker"))
+                        ELSE j.errors || \(errorEntry(kind: "o.kind", message: "o.message", worker: "$3::text"))
                         END,
                     run_at = CASE WHEN \(retry) THEN \(backoff(base: "$9", cap: "$10")) ELSE j.run_at END,
                     finished_at = CASE WHEN \(retry) THEN NULL ELSE now() END
-                FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::text[],
+                FROM unnest($1::bigint[], $2::integer[], $4::text[],
                             $5::text[], $6::text[], $7::text[], $8::boolean[])
-                     AS o(id, attempt, worker, outcome, result, kind, message, retryable)
+                     AS o(id, attempt, outcome, result, kind, message, retryable)
                 WHERE j.id = o.id
-                  AND j.state = 'running' AND j.attempt = o.attempt AND j.attempted_by = o.worker
+                  AND j.state = 'running' AND j.attempt = o.attempt AND j.attempted_by = $3::text
                   AND (o.outcome <> 'cancelled' OR j.cancel_requested_at IS NOT NULL)
                 RETURNING j.id
                 """)

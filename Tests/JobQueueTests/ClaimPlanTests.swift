@@ -13,12 +13,12 @@ final class ClaimPlanTests: DatabaseTestCase {
         try insertJobs(10_000)
         try assertNeverAnalyzed()
 
-        let plans = try ClaimPlan.plans(database: database, queues: nil, limit: 8)
+        let plans = try StatementPlans.claim(database: database, queues: nil, limit: 8)
         let picking = try XCTUnwrap(plans.first { $0.contains("LockRows") }, "\(plans)")
         XCTAssertTrue(picking.contains("Index Scan using jobs_claim_any_queue on jobs"), picking)
         XCTAssertFalse(picking.contains("Bitmap"), picking)
         XCTAssertFalse(picking.contains("Sort"), picking)
-        XCTAssertEqual(actualRows(of: "Index Scan using jobs_claim_any_queue", in: picking), 8, picking)
+        XCTAssertEqual(StatementPlans.actualRows(of: "Index Scan using jobs_claim_any_queue", in: picking), 8, picking)
         XCTAssertFalse(plans.contains { $0.contains("Seq Scan on jobs") || $0.contains("Bitmap Heap Scan on jobs") },
                        "\(plans)")
         try assertNeverAnalyzed()
@@ -32,12 +32,12 @@ final class ClaimPlanTests: DatabaseTestCase {
         try insertJobs(5_000, queue: "b")
         try assertNeverAnalyzed()
 
-        let plans = try ClaimPlan.plans(database: database, queues: ["a", "b"], limit: 8)
+        let plans = try StatementPlans.claim(database: database, queues: ["a", "b"], limit: 8)
         let picking = try XCTUnwrap(plans.first { $0.contains("LockRows") }, "\(plans)")
         XCTAssertTrue(picking.contains("Index Scan using jobs_claim_by_queue on jobs"), picking)
         XCTAssertFalse(picking.contains("Bitmap"), picking)
         // Each queue's walk (two loops) stops at 8: at most 16 entries read.
-        let perLoop = actualRows(of: "Index Scan using jobs_claim_by_queue", in: picking)
+        let perLoop = StatementPlans.actualRows(of: "Index Scan using jobs_claim_by_queue", in: picking)
         XCTAssertNotNil(perLoop, picking)
         XCTAssertLessThanOrEqual(perLoop ?? .max, 8, picking)
         XCTAssertFalse(plans.contains { $0.contains("Seq Scan on jobs") || $0.contains("Bitmap Heap Scan on jobs") },
@@ -58,13 +58,13 @@ final class ClaimPlanTests: DatabaseTestCase {
         XCTAssertEqual(try connection.execute("SELECT reltuples::text AS n FROM pg_class WHERE oid = 'hl.jobs'::regclass")
             .singleRow().string("n"), "0", "hl.jobs was analyzed while empty")
 
-        let plans = try ClaimPlan.plans(database: database, queues: nil, limit: 8)
+        let plans = try StatementPlans.claim(database: database, queues: nil, limit: 8)
         let picking = try XCTUnwrap(plans.first { $0.contains("LockRows") }, "\(plans)")
         XCTAssertTrue(picking.contains("Index Scan using jobs_claim_any_queue on jobs"), picking)
-        XCTAssertEqual(actualRows(of: "Index Scan using jobs_claim_any_queue", in: picking), 8, picking)
+        XCTAssertEqual(StatementPlans.actualRows(of: "Index Scan using jobs_claim_any_queue", in: picking), 8, picking)
         let updating = try XCTUnwrap(plans.first { $0.contains("Update on jobs") }, "\(plans)")
         XCTAssertTrue(updating.contains("Tid Scan on jobs"), updating)
-        XCTAssertEqual(actualRows(of: "Tid Scan on jobs", in: updating), 8, updating)
+        XCTAssertEqual(StatementPlans.actualRows(of: "Tid Scan on jobs", in: updating), 8, updating)
         XCTAssertFalse(plans.contains { $0.contains("Seq Scan on jobs") || $0.contains("Bitmap Heap Scan on jobs") },
                        "\(plans)")
     }
@@ -78,13 +78,5 @@ final class ClaimPlanTests: DatabaseTestCase {
             """).singleRow()
         XCTAssertEqual(try row.bool("never"), true, "hl.jobs has been analyzed")
         XCTAssertEqual(row.string("reltuples"), "-1", "hl.jobs has statistics")
-    }
-
-    /// The `actual rows=N` of the first plan node starting with `node`.
-    private func actualRows(of node: String, in plan: String) -> Int? {
-        guard let line = plan.split(separator: "\n").first(where: { $0.contains(node) }),
-            let range = line.range(of: "actual rows=")
-        else { return nil }
-        return Int(line[range.upperBound...].prefix { $0.isNumber })
     }
 }

@@ -93,7 +93,7 @@ final class PauseTests: DatabaseTestCase {
         try connection.execute("ANALYZE hl.jobs")
         try connection.execute("ANALYZE hl.queues")
         for queues in [nil, ["q1", "q3"]] {
-            let plan = try ClaimPlan.plans(database: database, queues: queues, limit: 10).joined(separator: "\n")
+            let plan = try StatementPlans.claim(database: database, queues: queues, limit: 10).joined(separator: "\n")
             XCTAssertFalse(plan.contains("Seq Scan on jobs"), plan)
             XCTAssertTrue(plan.contains("using jobs_claim_"), plan)
         }
