@@ -16,13 +16,16 @@ struct GuestLog {
         self.queue = queue
     }
 
-    /// This call's fields (job, attempt, guest, function), on each line.
-    private var callMetadata: Logger.Metadata = [:]
+    /// This call's fields (job, attempt, guest, function), on each line:
+    /// built on the call's first line, since most calls write none.
+    private var makeCallMetadata: () -> Logger.Metadata = { [:] }
+    private var callMetadata: Logger.Metadata?
 
     /// A new call starts with the whole budget.
-    mutating func beginCall(maxBytes: Int, metadata: Logger.Metadata = [:]) {
+    mutating func beginCall(maxBytes: Int, metadata: @escaping () -> Logger.Metadata = { [:] }) {
         budget = LogBudget(limit: maxBytes)
-        callMetadata = metadata
+        makeCallMetadata = metadata
+        callMetadata = nil
     }
 
     mutating func record(level: Logger.Level, message: some Collection<UInt8>) {
@@ -30,7 +33,8 @@ struct GuestLog {
         guard logger.logLevel <= level, !budget.isExhausted else { return }
         let text = UntrustedText.escape(message)
         let logger = logger
-        let call = callMetadata
+        let call = callMetadata ?? makeCallMetadata()
+        callMetadata = call
         switch budget.admit(bytes: text.utf8.count) {
         case .write:
             queue.enqueue {

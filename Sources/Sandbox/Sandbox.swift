@@ -221,10 +221,11 @@ public final class Sandbox: @unchecked Sendable {
     /// `hostCalls` answers the host functions the sandbox does not know
     /// itself during this call (see `HostCallHandler`).
     /// `logMetadata` goes on each of the guest's log lines of this call (a
-    /// caller says which job it runs; the sandbox knows no jobs).
+    /// caller says which job it runs; the sandbox knows no jobs); it is
+    /// evaluated only if the guest writes a line.
     public func call(_ function: String, input: [UInt8], limits: CallLimits = .init(),
                      hostCalls: (any HostCallHandler)? = nil,
-                     logMetadata: Logger.Metadata = [:]) throws(SandboxError) -> [UInt8] {
+                     logMetadata: @escaping @autoclosure () -> Logger.Metadata = [:]) throws(SandboxError) -> [UInt8] {
         guard !function.hasPrefix(HL_RESERVED_PREFIX) else {
             throw .unknownFunction("function names starting with \(HL_RESERVED_PREFIX) are reserved")
         }
@@ -292,7 +293,7 @@ public final class Sandbox: @unchecked Sendable {
     }
 
     private func perform(_ function: String, input: [UInt8], allowPoisoned: Bool = false,
-                         limits: CallLimits, logMetadata: Logger.Metadata = [:]) throws(SandboxError) -> [UInt8] {
+                         limits: CallLimits, logMetadata: @escaping () -> Logger.Metadata = { [:] }) throws(SandboxError) -> [UInt8] {
         guard status == .ready || (allowPoisoned && status == .poisoned) else {
             throw .host(.invalidArgument("the sandbox is \(status), not ready"))
         }

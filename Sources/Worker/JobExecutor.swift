@@ -17,7 +17,7 @@ final class JobExecutor: @unchecked Sendable {
     private let runner: JobRunner
     private let completer: JobCompleter
     private let condition = NSCondition()
-    private var queue: [PreparedJob] = []
+    private var queue = FIFO<PreparedJob>()
     private var busy = 0
     private var stopping = false
     /// Set by `endGrace`; guarded by `condition`, like the fields above.
@@ -84,7 +84,7 @@ final class JobExecutor: @unchecked Sendable {
     var heldJobIDs: Set<Int64> {
         condition.lock()
         defer { condition.unlock() }
-        return Set(queue.map(\.job.id)).union(runningIDs)
+        return Set(queue.elements.map(\.job.id)).union(runningIDs)
     }
     private var runningIDs: Set<Int64> = []
 
@@ -112,7 +112,7 @@ final class JobExecutor: @unchecked Sendable {
     func drain(grace: TimeInterval) -> [JobAttempt] {
         condition.lock()
         stopping = true
-        handedBack.append(contentsOf: queue.map(\.job.attemptRef))
+        handedBack.append(contentsOf: queue.elements.map(\.job.attemptRef))
         queue.removeAll()
         condition.broadcast()
         let deadline = Date(timeIntervalSinceNow: grace)
@@ -138,14 +138,17 @@ final class JobExecutor: @unchecked Sendable {
     private func slotLoop(_ control: SlotControl) {
         while true {
             condition.lock()
-            while queue.isEmpty && !stopping { condition.wait() }
-            if stopping && queue.isEmpty {
+            var next = queue.popFirst()
+            while next == nil && !stopping {
+                condition.wait()
+                next = queue.popFirst()
+            }
+            guard let prepared = next else {
                 exited += 1
                 condition.broadcast()
                 condition.unlock()
                 return
             }
-            let prepared = queue.removeFirst()
             starts.record(now: ProcessInfo.processInfo.systemUptime)
             busy += 1
             runningIDs.insert(prepared.job.id)
