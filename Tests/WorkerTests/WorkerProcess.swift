@@ -122,8 +122,10 @@ final class WorkerProcess {
     /// returns its exit status and everything it printed.
     /// `environment`: changes to the test's own (nil removes a variable);
     /// `binary`, `directory`: another copy of the binary, another cwd.
+    /// A command still running after `timeout` seconds is killed and the
+    /// test fails with what it printed, instead of hanging the suite.
     static func command(_ arguments: [String], environment: [String: String?] = [:], binary: URL = binary,
-                        directory: URL? = nil) throws -> (status: Int32, output: String) {
+                        directory: URL? = nil, timeout: TimeInterval = 120) throws -> (status: Int32, output: String) {
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw WorkerProcessError(message: "\(binary.path) is missing; `swift test` builds it with the tests")
         }
@@ -138,10 +140,19 @@ final class WorkerProcess {
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()
+        let pid = process.processIdentifier
+        let deadline = DispatchWorkItem { _ = Glibc.kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: deadline)
         // Reading to EOF first: a child blocked on a full pipe never exits.
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        deadline.cancel()
+        let text = String(decoding: output, as: UTF8.self)
+        if process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL {
+            throw WorkerProcessError(
+                message: "hl-worker \(arguments.joined(separator: " ")) was still running after \(Int(timeout)) s and was killed; it printed:\n\(text)")
+        }
+        return (process.terminationStatus, text)
     }
 }
 
