@@ -83,7 +83,7 @@ public final class JobStore: @unchecked Sendable {
         }
     }
 
-    /// Records how attempts ended, all in one statement; returns the ids of
+    /// Records how attempts ended, in one statement per worker; returns the ids of
     /// the jobs updated. An outcome whose attempt is no longer the job's
     /// running one is ignored (see the fencing note on the class).
     ///
@@ -111,16 +111,10 @@ public final class JobStore: @unchecked Sendable {
     }
 
     /// One statement per worker among the outcomes (a worker process's
-    /// outcomes are all its own, so one statement).
+    /// outcomes are all its own, so one statement). The ids come back in
+    /// no particular order.
     private func write(_ outcomes: [JobOutcome]) throws -> [Int64] {
-        var order: [String] = []
-        var byWorker: [String: [JobOutcome]] = [:]
-        for outcome in outcomes {
-            let worker = outcome.workerID
-            if byWorker[worker] == nil { order.append(worker) }
-            byWorker[worker, default: []].append(outcome)
-        }
-        return try order.flatMap { try write(byWorker[$0] ?? [], worker: $0) }
+        try Dictionary(grouping: outcomes, by: \.workerID).flatMap { worker, own in try write(own, worker: worker) }
     }
 
     private func write(_ outcomes: [JobOutcome], worker: String) throws -> [Int64] {

@@ -202,6 +202,27 @@ final class JobLifecycleTests: DatabaseTestCase {
         XCTAssertEqual(try errors(of: ids[2]).map { $0["kind"] as? String }, ["cancelled"])
     }
 
+    /// Outcomes of two workers in one call: each is recorded against its
+    /// own worker's attempt (the statement names one worker at a time), an
+    /// error names the worker that reported it, and an outcome naming the
+    /// wrong worker for a job changes nothing.
+    func testOneCallWithSeveralWorkersRecordsEachAgainstItsOwnWorker() throws {
+        let ids = try insertJobs(3)
+        let first = try XCTUnwrap(try store.claim(workerID: "w1", queues: nil, limit: 1).first)
+        let others = try store.claim(workerID: "w2", queues: nil, limit: 2)
+        XCTAssertEqual(Set(others.map(\.id) + [first.id]), Set(ids))
+        let finished = try store.finish([
+            .completed(id: first.id, attempt: 1, workerID: "w1", resultJSON: "1"),
+            .failed(id: others[0].id, attempt: 1, workerID: "w2", kind: "guest_error", message: "no", retryable: false),
+            .completed(id: others[1].id, attempt: 1, workerID: "w1", resultJSON: "\"not w1's\""),
+        ])
+        XCTAssertEqual(Set(finished), [first.id, others[0].id])
+        XCTAssertEqual(try job(first.id).state, .completed)
+        XCTAssertEqual(try job(others[0].id).state, .discarded)
+        XCTAssertEqual(try errors(of: others[0].id).map { $0["worker"] as? String }, ["w2"])
+        XCTAssertEqual(try job(others[1].id).state, .running)
+    }
+
     func testResultPostgreSQLRejectsFailsOnlyItsJob() throws {
         let ids = try insertJobs(3)
         _ = try store.claim(workerID: "w", queues: nil, limit: 3)
