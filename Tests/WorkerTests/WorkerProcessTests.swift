@@ -11,12 +11,10 @@ final class WorkerProcessTests: XCTestCase {
             if KVMRequirement.isRequired { XCTFail(reason) }
             throw XCTSkip(reason)
         }
-        let started = Date()
         XCTAssertThrowsError(try WorkerProcess.command(
             ["run", RepositoryPaths.guest("demo").path, "spin", "{}", "--timeout-ms", "600000"], timeout: 2)
         ) { error in
             XCTAssertTrue("\(error)".contains("was still running after 2 s and was killed"), "\(error)")
         }
-        XCTAssertLessThan(Date().timeIntervalSince(started), 60)
     }
 }
