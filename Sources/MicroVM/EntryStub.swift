@@ -17,8 +17,9 @@
 /// extended state component in XCR0 into its initial state with one XRSTOR
 /// from an image whose XSTATE_BV is 0 (x87 reset, MXCSR = 0x1F80, vector
 /// registers, opmask and PKRU zero, AMX tiles unconfigured), or FXRSTOR the
-/// x87/SSE image where XSAVE is unavailable; zero RAX, RCX and RDX, which
-/// it used; and jump to the guest's entry through a pointer in the same page.
+/// x87/SSE image where XSAVE is unavailable; read and write back one byte
+/// of each page it is asked to touch; zero RAX, RCX and RDX, which it used;
+/// and jump to the guest's entry through a pointer in the same page.
 /// The guest cannot skip it (the host sets RIP) or change it (it cannot
 /// write the page, nor the page tables).
 public enum EntryStub {
@@ -26,10 +27,17 @@ public enum EntryStub {
     static let targetOffset = 0x100
     static let initialStateOffset = 0x200  // 64-byte aligned, as XRSTOR needs
     static let initialStateSize = 512 + 64  // legacy region + XSAVE header
+    /// What fits before `targetOffset` beside the rest of the stub.
+    public static let maximumTouchedPages = 8
 
     /// The stub's page, jumping to `target` when done. The code is position
     /// independent: the page may go at any page-aligned address.
-    public static func page(target: UInt64, features: GuestCPUFeatures) -> [UInt8] {
+    /// `touching`: pages the stub writes on every call, each by a one-byte
+    /// read and write back that leaves it as it was (at most
+    /// `maximumTouchedPages`). Making every call write them keeps whether
+    /// a write there faults independent of what earlier calls did.
+    public static func page(target: UInt64, features: GuestCPUFeatures, touching: [UInt64] = []) -> [UInt8] {
+        precondition(touching.count <= maximumTouchedPages)
         var code: [UInt8] = []
         code += [0xB8, 0, 0, 0, 0]  // mov eax, 0
         if features.xsaveMask & 1 << 9 != 0 {
@@ -54,6 +62,10 @@ public enum EntryStub {
         } else {
             code += ripRelative([0x48, 0x0F, 0xAE, 0x0D], to: initialStateOffset, from: code.count)  // fxrstor64
         }
+        for address in touching {
+            code += [0xA0] + bytes(of: address)  // mov al, [address]
+            code += [0xA2] + bytes(of: address)  // mov [address], al
+        }
         code += [0xB8, 0, 0, 0, 0]  // mov eax, 0
         code += [0xBA, 0, 0, 0, 0]  // mov edx, 0
         code += ripRelative([0xFF, 0x25], to: targetOffset, from: code.count)  // jmp [target]
@@ -76,6 +88,10 @@ public enum EntryStub {
     private static func ripRelative(_ opcode: [UInt8], to offset: Int, from start: Int) -> [UInt8] {
         let next = start + opcode.count + 4
         return opcode + withUnsafeBytes(of: Int32(offset - next).littleEndian) { Array($0) }
+    }
+
+    private static func bytes(of value: UInt64) -> [UInt8] {
+        withUnsafeBytes(of: value.littleEndian) { Array($0) }
     }
 
     private static func put<T: FixedWidthInteger>(_ value: T, at offset: Int, in page: inout [UInt8]) {

@@ -29,14 +29,48 @@ public final class VM: @unchecked Sendable {
         try systemCall("KVM_SET_USER_MEMORY_REGION") { ckvm_ioctl(fd, CKVM_SET_USER_MEMORY_REGION, &region) }
     }
 
-    /// Reads and clears the dirty-page bitmap of a slot: bit N set means the
-    /// guest wrote page N since the last read.
-    public func takeDirtyLog(slot: UInt32 = 0, into bitmap: inout [UInt64]) throws {
+    /// Switches the dirty log to manual protection where KVM offers it
+    /// (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2): reading the log then neither
+    /// clears it nor write-protects the pages it names, and `protect`
+    /// does both for the pages a caller chooses. A page left unprotected
+    /// stays writable without a fault, and its bit stays set. Call it
+    /// before mapping memory; returns false (and changes nothing) where
+    /// KVM lacks it, and `readDirtyLog` then clears and protects as before.
+    public func enableManualDirtyProtection() throws -> Bool {
+        let modes = ckvm_ioctl_value(fd, CKVM_CHECK_EXTENSION, UInt(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2))
+        guard modes > 0, UInt64(modes) & UInt64(KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) != 0 else { return false }
+        var capability = kvm_enable_cap()
+        capability.cap = UInt32(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2)
+        capability.args.0 = UInt64(KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE)
+        try systemCall("KVM_ENABLE_CAP") { ckvm_ioctl(fd, CKVM_ENABLE_CAP, &capability) }
+        return true
+    }
+
+    /// Reads the dirty-page bitmap of a slot: bit N set means the guest
+    /// wrote page N. Without manual protection the read also clears the log
+    /// and write-protects those pages; with it, bits stay set until
+    /// `protect` clears them.
+    public func readDirtyLog(slot: UInt32 = 0, into bitmap: inout [UInt64]) throws {
         try bitmap.withUnsafeMutableBytes { buffer in
             var log = kvm_dirty_log()
             log.slot = slot
             log.dirty_bitmap = buffer.baseAddress
             try systemCall("KVM_GET_DIRTY_LOG") { ckvm_ioctl(fd, CKVM_GET_DIRTY_LOG, &log) }
+        }
+    }
+
+    /// With manual protection: clears the dirty bits of the pages set in
+    /// `pages` (one bit per page of the slot, from its first) and
+    /// write-protects those pages, so the guest's next write to one is
+    /// logged again.
+    public func protect(slot: UInt32 = 0, pages: inout [UInt64], pageCount: Int) throws {
+        try pages.withUnsafeMutableBytes { buffer in
+            var clear = kvm_clear_dirty_log()
+            clear.slot = slot
+            clear.num_pages = UInt32(pageCount)
+            clear.first_page = 0
+            clear.dirty_bitmap = buffer.baseAddress
+            try systemCall("KVM_CLEAR_DIRTY_LOG") { ckvm_ioctl(fd, CKVM_CLEAR_DIRTY_LOG, &clear) }
         }
     }
 

@@ -43,6 +43,12 @@ public final class Sandbox: @unchecked Sendable {
     private(set) var snapshot: MemorySnapshot?
     /// Reused between resets, sized for one bit per page.
     var dirtyBitmap: [UInt64]
+    /// With manual dirty protection: one bit per page of
+    /// `GuestLayout.alwaysRestoredPages`, which resets leave writable.
+    /// All zeros where KVM protects every page it reports.
+    let alwaysRestored: [UInt64]
+    /// Reused by `takeDirtyLog` for the pages it protects again.
+    private var protectScratch: [UInt64]
     /// The guest's log lines: filtered, escaped, budgeted per call and
     /// queued, never written on the call's thread.
     private var guestLog: GuestLog
@@ -55,10 +61,10 @@ public final class Sandbox: @unchecked Sendable {
     /// Whether a call is in flight and, if it was stopped, why. Guarded so a
     /// late timer or cancel for a finished call cannot stop the next one.
     private let callState = Mutex<(running: Bool, stopReason: StopReason?)>((false, nil))
-    /// Bytes the host wrote into guest memory during calls since the last
-    /// reset (the dirty log only sees the guest's own writes).
+    /// Bytes the host wrote into the input and host-call areas since the
+    /// last reset (the dirty log sees only the guest's own writes).
     var hostWrittenInput: UInt64 = 0
-    var hostWroteHostCallArea = false
+    var hostWrittenHostCall: UInt64 = 0
     /// The current call's handler for other host functions, if any.
     private var hostCallHandler: (any HostCallHandler)?
 
@@ -74,7 +80,9 @@ public final class Sandbox: @unchecked Sendable {
         do {
             memory = try GuestMemory(size: Int(layout.memorySize))
             vm = try kvm.makeVM()
+            let manualProtection = configuration.recyclable ? try vm.enableManualDirtyProtection() : false
             try vm.map(memory, logDirtyPages: configuration.recyclable)
+            let alwaysRestoredPages = manualProtection ? layout.alwaysRestoredPages(imageMappings: image.pageMappings) : []
             try LongMode.writeDescriptorTables(into: memory, at: GuestLayout.descriptorTables)
             var tables = try PageTableBuilder(memory: memory, areaStart: GuestLayout.pageTableArea,
                                               areaEnd: GuestLayout.entryStub)
@@ -83,7 +91,8 @@ public final class Sandbox: @unchecked Sendable {
             }
             try image.elf.load(into: memory)
             let features = try kvm.guestCPUFeatures()
-            try memory.write(EntryStub.page(target: image.elf.entry, features: features), at: GuestLayout.entryStub)
+            try memory.write(EntryStub.page(target: image.elf.entry, features: features, touching: alwaysRestoredPages),
+                             at: GuestLayout.entryStub)
             try memory.store(layout.bootInfoRecord(features: features), at: GuestLayout.bootInfo)
             vcpu = try vm.makeVCPU()
             var sregs = LongMode.specialRegisters(from: try vcpu.resetSpecialRegisters(), pageTableRoot: tables.root,
@@ -91,6 +100,10 @@ public final class Sandbox: @unchecked Sendable {
             sregs.cr2 = Self.faultAddressSentinel
             let pages = Int(layout.memorySize) / GuestMemory.pageSize
             dirtyBitmap = [UInt64](repeating: 0, count: (pages + 63) / 64)
+            var always = [UInt64](repeating: 0, count: dirtyBitmap.count)
+            for address in alwaysRestoredPages { Self.mark(address..<(address + GuestLayout.page), in: &always) }
+            alwaysRestored = always
+            protectScratch = dirtyBitmap
             if configuration.recyclable {
                 // Set with ioctls rather than staged, so the capture reads
                 // the state the first call will start from.
@@ -102,7 +115,7 @@ public final class Sandbox: @unchecked Sendable {
                     GuestLayout.entryStub..<layout.image.upperBound,
                 ]
                 // Start the log from a clean slate.
-                try vm.takeDirtyLog(into: &dirtyBitmap)
+                try takeDirtyLog()
             } else {
                 // A fresh sandbox runs once; KVM's new vCPU is its state.
                 try vcpu.stageSpecialRegisters(sregs)
@@ -143,7 +156,8 @@ public final class Sandbox: @unchecked Sendable {
     /// globals and stack), as they are now.
     private func takeSnapshot(_ builtRanges: [Range<UInt64>]) throws(SandboxError) {
         do {
-            try vm.takeDirtyLog(into: &dirtyBitmap)
+            try takeDirtyLog()
+            markHostWrites()
             var ranges = builtRanges
             let page = UInt64(GuestMemory.pageSize)
             for (wordIndex, word) in dirtyBitmap.enumerated() where word != 0 {
@@ -159,7 +173,7 @@ public final class Sandbox: @unchecked Sendable {
                 }
             }
             snapshot = try MemorySnapshot(memory: memory, ranges: ranges)
-            hostWroteHostCallArea = false
+            hostWrittenHostCall = 0
         } catch {
             status = .unrecoverable
             throw .hostFailure(error)
@@ -167,6 +181,39 @@ public final class Sandbox: @unchecked Sendable {
     }
 
     // MARK: Reset
+
+    /// Reads the pages the guest wrote since the last read into
+    /// `dirtyBitmap` and write-protects them again, all but the
+    /// always-restored ones: under manual protection their bits stay set
+    /// once written, so every later read names them again.
+    private func takeDirtyLog() throws {
+        try vm.readDirtyLog(into: &dirtyBitmap)
+        guard alwaysRestored.contains(where: { $0 != 0 }) else { return }
+        var any = false
+        for index in dirtyBitmap.indices {
+            protectScratch[index] = dirtyBitmap[index] & ~alwaysRestored[index]
+            any = any || protectScratch[index] != 0
+        }
+        if any {
+            try vm.protect(pages: &protectScratch, pageCount: Int(layout.memorySize) / GuestMemory.pageSize)
+        }
+    }
+
+    /// Adds to `dirtyBitmap` the pages the host itself wrote, which the
+    /// dirty log does not see: the call's name and input, and host-call
+    /// replies.
+    private func markHostWrites() {
+        Self.mark(layout.input.lowerBound..<(layout.input.lowerBound + hostWrittenInput), in: &dirtyBitmap)
+        Self.mark(layout.hostCall.lowerBound..<(layout.hostCall.lowerBound + hostWrittenHostCall), in: &dirtyBitmap)
+    }
+
+    /// Sets the bit of every page `range` touches, one bit per page.
+    static func mark(_ range: Range<UInt64>, in bits: inout [UInt64]) {
+        guard !range.isEmpty else { return }
+        for index in Int(range.lowerBound / GuestLayout.page)...Int((range.upperBound - 1) / GuestLayout.page) {
+            bits[index / 64] |= 1 << UInt64(index % 64)
+        }
+    }
 
     /// Puts a recyclable sandbox back to the state it was built in: every
     /// page the guest or the host wrote since is restored from the snapshot
@@ -179,7 +226,8 @@ public final class Sandbox: @unchecked Sendable {
             throw .host(.invalidArgument("this sandbox cannot be reset"))
         }
         do {
-            try vm.takeDirtyLog(into: &dirtyBitmap)
+            try takeDirtyLog()
+            markHostWrites()
             var restored = 0
             let page = UInt64(GuestMemory.pageSize)
             for (wordIndex, word) in dirtyBitmap.enumerated() where word != 0 {
@@ -191,18 +239,11 @@ public final class Sandbox: @unchecked Sendable {
                     restored += 1
                 }
             }
-            // The dirty log sees only the guest's writes; undo the host's.
-            if hostWrittenInput > 0 {
-                try memory.zero(at: layout.input.lowerBound, length: Int(hostWrittenInput))
-            }
-            if hostWroteHostCallArea {
-                try memory.zero(at: layout.hostCall.lowerBound, length: Int(page))
-            }
             // A call that returned its result raised no exception, so only
             // what CPL3 code can write without one needs putting back.
             try vcpu.restore(initialState, scope: status == .ready ? .afterCleanEnd : .everything)
             hostWrittenInput = 0
-            hostWroteHostCallArea = false
+            hostWrittenHostCall = 0
             status = .ready
             return restored
         } catch let error as KVMError {
@@ -488,7 +529,7 @@ public final class Sandbox: @unchecked Sendable {
                                            len: UInt32(reply.count), reserved: 0)
             try memory.store(header, at: base)
             try memory.write(reply, at: base + UInt64(headerSize))
-            hostWroteHostCallArea = true
+            hostWrittenHostCall = max(hostWrittenHostCall, UInt64(headerSize + reply.count))
         } catch let error as SandboxError {
             throw error
         } catch {
