@@ -87,14 +87,14 @@ public enum EntryStub {
     /// instruction that starts at `start` in the page.
     private static func ripRelative(_ opcode: [UInt8], to offset: Int, from start: Int) -> [UInt8] {
         let next = start + opcode.count + 4
-        return opcode + withUnsafeBytes(of: Int32(offset - next).littleEndian) { Array($0) }
+        return opcode + bytes(of: Int32(offset - next))
     }
 
-    private static func bytes(of value: UInt64) -> [UInt8] {
+    private static func bytes<T: FixedWidthInteger>(of value: T) -> [UInt8] {
         withUnsafeBytes(of: value.littleEndian) { Array($0) }
     }
 
     private static func put<T: FixedWidthInteger>(_ value: T, at offset: Int, in page: inout [UInt8]) {
-        withUnsafeBytes(of: value.littleEndian) { page.replaceSubrange(offset..<(offset + $0.count), with: $0) }
+        page.replaceSubrange(offset..<(offset + MemoryLayout<T>.size), with: bytes(of: value))
     }
 }

@@ -43,9 +43,12 @@ public final class Sandbox: @unchecked Sendable {
     private(set) var snapshot: MemorySnapshot?
     /// Reused between resets, sized for one bit per page.
     var dirtyBitmap: [UInt64]
-    /// With manual dirty protection: one bit per page of
+    /// Whether reading the dirty log leaves pages writable, so that resets
+    /// protect them again themselves (see `VM.enableManualDirtyProtection`).
+    let protectsManually: Bool
+    /// With manual protection: one bit per page of
     /// `GuestLayout.alwaysRestoredPages`, which resets leave writable.
-    /// All zeros where KVM protects every page it reports.
+    /// All zeros otherwise.
     let alwaysRestored: [UInt64]
     /// Reused by `takeDirtyLog` for the pages it protects again.
     private var protectScratch: [UInt64]
@@ -80,9 +83,9 @@ public final class Sandbox: @unchecked Sendable {
         do {
             memory = try GuestMemory(size: Int(layout.memorySize))
             vm = try kvm.makeVM()
-            let manualProtection = configuration.recyclable ? try vm.enableManualDirtyProtection() : false
+            protectsManually = configuration.recyclable ? try vm.enableManualDirtyProtection() : false
             try vm.map(memory, logDirtyPages: configuration.recyclable)
-            let alwaysRestoredPages = manualProtection ? layout.alwaysRestoredPages(imageMappings: image.pageMappings) : []
+            let alwaysRestoredPages = protectsManually ? layout.alwaysRestoredPages(imageMappings: image.pageMappings) : []
             try LongMode.writeDescriptorTables(into: memory, at: GuestLayout.descriptorTables)
             var tables = try PageTableBuilder(memory: memory, areaStart: GuestLayout.pageTableArea,
                                               areaEnd: GuestLayout.entryStub)
@@ -188,7 +191,7 @@ public final class Sandbox: @unchecked Sendable {
     /// once written, so every later read names them again.
     private func takeDirtyLog() throws {
         try vm.readDirtyLog(into: &dirtyBitmap)
-        guard alwaysRestored.contains(where: { $0 != 0 }) else { return }
+        guard protectsManually else { return }
         var any = false
         for index in dirtyBitmap.indices {
             protectScratch[index] = dirtyBitmap[index] & ~alwaysRestored[index]
