@@ -41,7 +41,8 @@ public final class Sandbox: @unchecked Sendable {
     /// and what the guest's init wrote), so a reset can put back any of it
     /// the guest changed. Set once, at the end of `init`.
     private(set) var snapshot: MemorySnapshot?
-    /// Reused between resets, sized for one bit per page.
+    /// Reused between resets, sized for one bit per page (empty in a
+    /// sandbox that is not recyclable).
     var dirtyBitmap: [UInt64]
     /// Whether reading the dirty log leaves pages writable, so that resets
     /// protect them again themselves (see `VM.enableManualDirtyProtection`).
@@ -101,7 +102,9 @@ public final class Sandbox: @unchecked Sendable {
             var sregs = LongMode.specialRegisters(from: try vcpu.resetSpecialRegisters(), pageTableRoot: tables.root,
                                                   descriptorTables: GuestLayout.descriptorTables)
             sregs.cr2 = Self.faultAddressSentinel
-            let pages = Int(layout.memorySize) / GuestMemory.pageSize
+            // One bit per page for a recyclable sandbox's resets; a fresh
+            // one never reads the dirty log.
+            let pages = configuration.recyclable ? Int(layout.memorySize) / GuestMemory.pageSize : 0
             dirtyBitmap = [UInt64](repeating: 0, count: (pages + 63) / 64)
             var always = [UInt64](repeating: 0, count: dirtyBitmap.count)
             for address in alwaysRestoredPages { Self.mark(address..<(address + GuestLayout.page), in: &always) }

@@ -124,7 +124,7 @@ final class HostileGuestTests: SandboxTestCase {
 
     func testSegmentsOverHostStructuresOrOutOfRangeAreRefused() throws {
         for address: UInt64 in [0x1000, GuestLayout.bootInfo, 0x1000_0000, 0x7FFF_FFFF_F000] {
-            let bytes = RawGuest.elf(code: RawGuest.spin, extraSegment: (address, 0x1000))
+            let bytes = RawGuest.elf(code: RawGuest.spin, extraSegments: [(address, 0x1000)])
             XCTAssertThrowsError(try Sandbox(kvm: kvm(), image: GuestImage(name: "raw", bytes: bytes)), "segment at \(address)") { error in
                 XCTAssertEqual((error as? SandboxError)?.kind, "invalid_guest", "\(error)")
             }

@@ -13,7 +13,7 @@ final class HostileImageTests: SandboxTestCase {
 
     /// A 4 KiB ELF with a second PT_LOAD of `size` bytes of bss at 0x300000.
     func elf(claiming size: UInt64) -> [UInt8] {
-        RawGuest.elf(code: RawGuest.spin, extraSegment: (0x300000, size))
+        RawGuest.elf(code: RawGuest.spin, extraSegments: [(0x300000, size)])
     }
 
     func assertInvalidGuest(_ body: @escaping @Sendable () throws -> Void,

@@ -100,6 +100,61 @@ final class MemoryEquivalenceTests: SandboxTestCase {
         }
     }
 
+    /// The smallest stack there can be (one page): the pages a reset leaves
+    /// writable name it once, and calls that overflow it or not are undone.
+    func testSmallestStackIsAsBuiltAfterCalls() throws {
+        let configuration = SandboxConfiguration(memoryMB: 16, stackSize: 4096, recyclable: true)
+        let reference = try bytes(sandbox("demo", configuration: configuration))
+        let sandbox = try sandbox("demo", configuration: configuration)
+        let stackPages = sandbox.layout.alwaysRestoredPages(imageMappings: sandbox.image.pageMappings)
+            .filter { sandbox.layout.stack.contains($0) }
+        XCTAssertEqual(stackPages, [sandbox.layout.stack.lowerBound])
+        // The entry stub writes only pages the guest may write, or no call
+        // would get as far as the guest's code.
+        let echoed = try sandbox.call("echo", input: Array(#"{"a":1}"#.utf8), limits: CallLimits(timeoutMilliseconds: 1_000))
+        XCTAssertEqual(String(decoding: echoed, as: UTF8.self), #"{"a":1}"#)
+        try sandbox.reset()
+        try assertSameMemory(sandbox, as: reference, "echo")
+        for (function, args) in [("echo", #"{"a":[1,2,3]}"#), ("fib", #"{"n":20}"#), ("grow", #"{"bytes":100000}"#), ("echo", "{}")] {
+            run(sandbox, function, args)
+            try sandbox.reset()
+            try assertSameMemory(sandbox, as: reference, function)
+        }
+    }
+
+    /// A hostile image with more writable segments than the entry stub
+    /// touches: the pages a reset leaves writable stay at the stub's limit,
+    /// all of them writable by the guest, and the guest's writes to every
+    /// segment, past the limit too, are undone.
+    func testAGuestWithManyWritableSegmentsIsAsBuiltAfterWritingThemAll() throws {
+        let segments = (0..<12).map { (address: 0x300000 + UInt64($0) * 0x2000, size: UInt64(0x1000)) }
+        let code = segments.flatMap { RawGuest.storeDword(0xA5A5_A5A5, at: UInt32($0.address)) }
+            + RawGuest.out(port: UInt16(HL_PORT_DONE))
+        let image = try GuestImage(name: "raw", bytes: RawGuest.elf(code: code, extraSegments: segments))
+        let configuration = SandboxConfiguration(memoryMB: 16, recyclable: true)
+        let layout = try GuestLayout(configuration: configuration, image: image.elf)
+        let touched = layout.alwaysRestoredPages(imageMappings: image.pageMappings)
+        XCTAssertEqual(touched.count, EntryStub.maximumTouchedPages)
+        XCTAssertEqual(Set(touched).count, touched.count, "a page is named twice")
+        let writable = layout.mappings(imageMappings: image.pageMappings).filter { $0.writable && $0.userAccessible }
+        for page in touched {
+            XCTAssertTrue(writable.contains { $0.start <= page && page + GuestLayout.page <= $0.start + $0.length },
+                          "0x\(String(page, radix: 16)) is not a page the guest may write")
+        }
+
+        let reference = try bytes(Sandbox(kvm: kvm(), image: image, configuration: configuration))
+        let sandbox = try Sandbox(kvm: kvm(), image: image, configuration: configuration)
+        for round in 1...2 {
+            run(sandbox, "f")
+            let written = try bytes(sandbox)
+            for segment in segments {
+                XCTAssertEqual(written[Int(segment.address)], 0xA5, "call \(round) did not write 0x\(String(segment.address, radix: 16))")
+            }
+            try sandbox.reset()
+            try assertSameMemory(sandbox, as: reference, "call \(round)")
+        }
+    }
+
     /// The addresses of the pages set in a bitmap, for readable failures.
     func pages(_ bitmap: [UInt64]) -> [String] {
         bitmap.indices.flatMap { word in

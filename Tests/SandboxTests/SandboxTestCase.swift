@@ -54,11 +54,14 @@ class SandboxTestCase: XCTestCase {
     }
 }
 
-/// A one-segment static ELF around raw machine code, for hostile guests that
-/// the SDK would never produce.
+/// A static ELF around raw machine code (one code segment, plus any number
+/// of writable zero-filled ones), for hostile guests that the SDK would
+/// never produce.
 enum RawGuest {
-    static func elf(code: [UInt8], address: UInt64 = 0x200000, extraSegment: (address: UInt64, size: UInt64)? = nil) -> [UInt8] {
-        let segmentCount = extraSegment == nil ? 1 : 2
+    static func elf(code: [UInt8], address: UInt64 = 0x200000, extraSegments: [(address: UInt64, size: UInt64)] = [])
+        -> [UInt8] {
+        let segmentCount = 1 + extraSegments.count
+        precondition(64 + 56 * segmentCount <= 0x1000, "the program headers must fit before the code")
         var out = [UInt8](repeating: 0, count: 0x1000 + code.count)
         func put<T: FixedWidthInteger>(_ value: T, _ at: Int) {
             withUnsafeBytes(of: value.littleEndian) { for (i, b) in $0.enumerated() { out[at + i] = b } }
@@ -68,9 +71,10 @@ enum RawGuest {
         put(UInt64(64), 32); put(UInt16(64), 52); put(UInt16(56), 54); put(UInt16(segmentCount), 56)
         put(UInt32(1), 64); put(UInt32(5), 68); put(UInt64(0x1000), 72); put(address, 80); put(address, 88)
         put(UInt64(code.count), 96); put(UInt64(code.count), 104); put(UInt64(0x1000), 112)
-        if let extra = extraSegment {
-            put(UInt32(1), 120); put(UInt32(6), 124); put(UInt64(0x1000), 128); put(extra.address, 136)
-            put(extra.address, 144); put(UInt64(0), 152); put(extra.size, 160); put(UInt64(0x1000), 168)
+        for (index, extra) in extraSegments.enumerated() {
+            let header = 64 + 56 * (index + 1)
+            put(UInt32(1), header); put(UInt32(6), header + 4); put(UInt64(0x1000), header + 8); put(extra.address, header + 16)
+            put(extra.address, header + 24); put(UInt64(0), header + 32); put(extra.size, header + 40); put(UInt64(0x1000), header + 48)
         }
         for (i, byte) in code.enumerated() { out[0x1000 + i] = byte }
         return out
