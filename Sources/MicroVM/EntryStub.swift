@@ -21,7 +21,8 @@
 /// of each page it is asked to touch; zero RAX, RCX and RDX, which it used;
 /// and jump to the guest's entry through a pointer in the same page.
 /// The guest cannot skip it (the host sets RIP) or change it (it cannot
-/// write the page, nor the page tables).
+/// write the page, nor the page tables). The page has a second entry point,
+/// `prefaultOffset`, that a recyclable sandbox runs when it is built.
 public enum EntryStub {
     /// Where in the page the jump target and the XSAVE image live.
     static let targetOffset = 0x100
@@ -36,8 +37,52 @@ public enum EntryStub {
     /// read and write back that leaves it as it was (at most
     /// `maximumTouchedPages`). Making every call write them keeps whether
     /// a write there faults independent of what earlier calls did.
-    public static func page(target: UInt64, features: GuestCPUFeatures, touching: [UInt64] = []) -> [UInt8] {
+    public static func page(target: UInt64, features: GuestCPUFeatures, touching: [UInt64] = [],
+                            prefaulting: [PageMapping] = [], exitPort: UInt16 = 0) -> [UInt8] {
         precondition(touching.count <= maximumTouchedPages)
+        var code = prologue(features: features, touching: touching, at: 0)
+        code += ripRelative([0xFF, 0x25], to: targetOffset, from: code.count)  // jmp [target]
+        precondition(code.count <= targetOffset)
+
+        var page = [UInt8](repeating: 0, count: 0x1000)
+        page.replaceSubrange(0..<code.count, with: code)
+        put(target, at: targetOffset, in: &page)
+        // The legacy region of the image: FCW = 0x37F (the x87 reset value)
+        // and MXCSR = 0x1F80 (every exception masked, round to nearest);
+        // an abridged tag word of 0 marks every x87 register empty. The
+        // XSAVE header (XSTATE_BV, XCOMP_BV) stays zero.
+        put(UInt16(0x37F), at: initialStateOffset, in: &page)
+        put(UInt32(0x1F80), at: initialStateOffset + 24, in: &page)
+
+        let prefault = prefaultCode(features: features, touching: touching, exitPort: exitPort)
+        page.replaceSubrange(prefaultOffset..<(prefaultOffset + prefault.count), with: prefault)
+        precondition(prefaultOffset + prefault.count <= prefaultTableOffset)
+        precondition(prefaulting.count <= maximumPrefaultRanges)
+        for (index, mapping) in prefaulting.enumerated() {
+            put(mapping.start, at: prefaultTableOffset + 16 * index, in: &page)
+            put((mapping.length + 0xFFF) / 0x1000, at: prefaultTableOffset + 16 * index + 8, in: &page)
+        }
+        // The table ends at the first entry of zero pages, left zero here.
+        return page
+    }
+
+    /// Where the second entry point starts: the same prologue, then a read
+    /// of one byte of every page of the table's ranges, then `out` to the
+    /// exit port. A recyclable sandbox runs it once, when it is built, so
+    /// that every page the guest can reach is mapped before any call (see
+    /// `Sandbox`). A guest that jumps here only reads memory it may read
+    /// and ends its call.
+    public static let prefaultOffset = 0x480
+    /// The table of (start, pages) pairs, each two little-endian UInt64s.
+    static let prefaultTableOffset = 0x680
+    /// Ranges that fit in the table with its zero entry.
+    public static let maximumPrefaultRanges = (0x1000 - prefaultTableOffset) / 16 - 1
+
+    /// What both entry points do first: every piece of CPU state the
+    /// hypervisor may not set, put into a known state, and the touched
+    /// pages written; RAX, RCX and RDX zero at the end. `offset` is where
+    /// in the page the code starts.
+    private static func prologue(features: GuestCPUFeatures, touching: [UInt64], at offset: Int) -> [UInt8] {
         var code: [UInt8] = []
         code += [0xB8, 0, 0, 0, 0]  // mov eax, 0
         if features.xsaveMask & 1 << 9 != 0 {
@@ -58,9 +103,9 @@ public enum EntryStub {
             // image initialises each one.
             code += [0xB8, 0xFF, 0xFF, 0xFF, 0xFF]  // mov eax, 0xFFFFFFFF
             code += [0xBA, 0xFF, 0xFF, 0xFF, 0xFF]  // mov edx, 0xFFFFFFFF
-            code += ripRelative([0x48, 0x0F, 0xAE, 0x2D], to: initialStateOffset, from: code.count)  // xrstor64
+            code += ripRelative([0x48, 0x0F, 0xAE, 0x2D], to: initialStateOffset, from: offset + code.count)  // xrstor64
         } else {
-            code += ripRelative([0x48, 0x0F, 0xAE, 0x0D], to: initialStateOffset, from: code.count)  // fxrstor64
+            code += ripRelative([0x48, 0x0F, 0xAE, 0x0D], to: initialStateOffset, from: offset + code.count)  // fxrstor64
         }
         for address in touching {
             code += [0xA0] + bytes(of: address)  // mov al, [address]
@@ -68,19 +113,32 @@ public enum EntryStub {
         }
         code += [0xB8, 0, 0, 0, 0]  // mov eax, 0
         code += [0xBA, 0, 0, 0, 0]  // mov edx, 0
-        code += ripRelative([0xFF, 0x25], to: targetOffset, from: code.count)  // jmp [target]
-        precondition(code.count <= targetOffset)
+        return code
+    }
 
-        var page = [UInt8](repeating: 0, count: 0x1000)
-        page.replaceSubrange(0..<code.count, with: code)
-        put(target, at: targetOffset, in: &page)
-        // The legacy region of the image: FCW = 0x37F (the x87 reset value)
-        // and MXCSR = 0x1F80 (every exception masked, round to nearest);
-        // an abridged tag word of 0 marks every x87 register empty. The
-        // XSAVE header (XSTATE_BV, XCOMP_BV) stays zero.
-        put(UInt16(0x37F), at: initialStateOffset, in: &page)
-        put(UInt32(0x1F80), at: initialStateOffset + 24, in: &page)
-        return page
+    /// The prefault entry: the prologue, then for each (start, pages) in
+    /// the table until one of zero pages, a one-byte read of each page;
+    /// then `out` to `exitPort`, and a loop in place should anything resume it.
+    private static func prefaultCode(features: GuestCPUFeatures, touching: [UInt64], exitPort: UInt16) -> [UInt8] {
+        var code = prologue(features: features, touching: touching, at: prefaultOffset)
+        code += ripRelative([0x48, 0x8D, 0x35], to: prefaultTableOffset, from: prefaultOffset + code.count)  // lea rsi, [table]
+        let nextRange = code.count
+        code += [0x48, 0x8B, 0x3E]  // mov rdi, [rsi]
+        code += [0x48, 0x8B, 0x4E, 0x08]  // mov rcx, [rsi + 8]
+        code += [0x48, 0x85, 0xC9]  // test rcx, rcx
+        var loop: [UInt8] = []
+        loop += [0x8A, 0x07]  // nextPage: mov al, [rdi]
+        loop += [0x48, 0x81, 0xC7, 0x00, 0x10, 0x00, 0x00]  // add rdi, 0x1000
+        loop += [0x48, 0xFF, 0xC9]  // dec rcx
+        loop += [0x75, UInt8(bitPattern: Int8(-(loop.count + 2)))]  // jnz nextPage
+        loop += [0x48, 0x83, 0xC6, 0x10]  // add rsi, 16
+        code += [0x74, UInt8(loop.count + 2)]  // jz done (past the loop and its jmp)
+        code += loop
+        code += [0xEB, UInt8(bitPattern: Int8(nextRange - (code.count + 2)))]  // jmp nextRange
+        code += [0x66, 0xBA] + bytes(of: exitPort)  // done: mov dx, exitPort
+        code += [0xEE]  // out dx, al
+        code += [0xEB, 0xFE]  // jmp $
+        return code
     }
 
     /// `opcode` with a 32-bit RIP-relative displacement to `offset`, for an

@@ -82,20 +82,25 @@ public final class Sandbox: @unchecked Sendable {
         guestLog = GuestLog(logger: logger)
         var builtRanges: [Range<UInt64>] = []
         do {
-            memory = try GuestMemory(size: Int(layout.memorySize))
+            memory = try GuestMemory(size: Int(layout.memorySize), populated: configuration.recyclable)
             vm = try kvm.makeVM()
             protectsManually = configuration.recyclable ? try vm.enableManualDirtyProtection() : false
-            try vm.map(memory, logDirtyPages: configuration.recyclable)
+            // A recyclable sandbox logs dirty pages from just before its
+            // first prefault pass (below), which is cheaper without.
+            try vm.map(memory)
             let alwaysRestoredPages = protectsManually ? layout.alwaysRestoredPages(imageMappings: image.pageMappings) : []
             try LongMode.writeDescriptorTables(into: memory, at: GuestLayout.descriptorTables)
             var tables = try PageTableBuilder(memory: memory, areaStart: GuestLayout.pageTableArea,
                                               areaEnd: GuestLayout.entryStub)
-            for mapping in layout.mappings(imageMappings: image.pageMappings) {
+            let mappings = layout.mappings(imageMappings: image.pageMappings)
+            for mapping in mappings {
                 try tables.map(mapping)
             }
             try image.elf.load(into: memory)
             let features = try kvm.guestCPUFeatures()
-            try memory.write(EntryStub.page(target: image.elf.entry, features: features, touching: alwaysRestoredPages),
+            let prefaulting = configuration.recyclable ? mappings.filter(\.userAccessible) : []
+            try memory.write(EntryStub.page(target: image.elf.entry, features: features, touching: alwaysRestoredPages,
+                                            prefaulting: prefaulting, exitPort: UInt16(HL_PORT_DONE)),
                              at: GuestLayout.entryStub)
             try memory.store(layout.bootInfoRecord(features: features), at: GuestLayout.bootInfo)
             vcpu = try vm.makeVCPU()
@@ -115,7 +120,18 @@ public final class Sandbox: @unchecked Sendable {
                 // the state the first call will start from.
                 try vcpu.setSpecialRegisters(sregs)
                 try vcpu.setRegisters(LongMode.registers(entry: GuestLayout.entryStub, stack: layout.stack.upperBound))
-                initialState = try vcpu.captureState()
+                let state = try vcpu.captureState()
+                initialState = state
+                // Twice: first without the dirty log, where KVM maps
+                // neighbouring pages with each fault (a log makes it fault
+                // on each writable page alone, eight times the faults);
+                // turning the log on then write-protects every page and
+                // keeps it mapped, and the second pass, which faults only
+                // where the stub writes, leaves the always-restored pages
+                // writable, as every call after the first finds them.
+                try Self.prefault(vcpu, startingFrom: state)
+                try vm.map(memory, logDirtyPages: true)
+                try Self.prefault(vcpu, startingFrom: state)
                 builtRanges = [
                     GuestLayout.descriptorTables..<(GuestLayout.pageTableArea + tables.used),
                     GuestLayout.entryStub..<layout.image.upperBound,
@@ -135,6 +151,27 @@ public final class Sandbox: @unchecked Sendable {
         }
         if image.marker.hasInit { try runInit() }
         if configuration.recyclable { try takeSnapshot(builtRanges) }
+    }
+
+    /// Maps every page the guest can reach into KVM's page tables before any
+    /// call, by running the entry stub's prefault entry once, then puts the
+    /// vCPU back to `state`. Whether a page is mapped decides how long the
+    /// guest's first access to it takes (a fault into the hypervisor or
+    /// none), and a reset leaves mappings in place: without this, a call
+    /// could time its reads to learn which pages earlier calls in the same
+    /// VM, perhaps another tenant's, had touched (their input's size, the
+    /// code they ran, the heap they used). With every page mapped from the
+    /// start, the answer is the same whatever ran before. Reads only; the
+    /// pages it writes back unchanged are the always-restored ones.
+    private static func prefault(_ vcpu: VCPU, startingFrom state: VCPUState) throws {
+        var registers = state.registers
+        registers.rip = GuestLayout.entryStub + UInt64(EntryStub.prefaultOffset)
+        try vcpu.setRegisters(registers)
+        let exit = try vcpu.runUntilExit()
+        guard case .ioOut(port: UInt16(HL_PORT_DONE), _, _) = exit else {
+            throw KVMError.invalidArgument("mapping the guest's pages in advance ended in \(exit), not at its exit port")
+        }
+        try vcpu.restore(state, scope: .everything)
     }
 
     /// Runs the guest's init (HL_CALL_INIT). Any failure, the guest's own

@@ -11,8 +11,8 @@ import Foundation
 ///     VMs that can hold guest memory = --concurrency (running)
 ///                                    + the recycled pool's capacity (idle)
 ///
-/// An idle recycled VM counts in full: resetting it restores the pages its
-/// last job wrote, which stay resident. VMs built ahead of demand hold only
+/// An idle recycled VM counts in full: every page of its memory is given a
+/// frame when it is built (see `Sandbox`), and stays resident. VMs built ahead of demand hold only
 /// their image and page tables until a job runs in them, and a torn-down VM
 /// waits for the reaper for milliseconds; the overheads cover both.
 public struct MemoryBudget: Equatable, Sendable {
