@@ -42,32 +42,56 @@ final class MappingEquivalenceTests: SandboxTestCase {
     }
 
     func testACallMeetsTheSameFaultsWhateverRanBefore() throws {
-        let configuration = SandboxConfiguration(memoryMB: 16, recyclable: true)
         let large = #"{"pad":""# + String(repeating: "x", count: 200_000) + #""}"#
-        let used = try sandbox("demo", configuration: configuration)
-        XCTAssertFalse(try used.vcpu.statistics().filter { $0.key.hasPrefix("pf_") }.isEmpty,
-                       "KVM reports no page-fault counters, so this test would compare nothing")
-        let history: [(String, String)] = [
-            ("alloc", #"{"mb":8}"#), ("echo", large), ("grow", #"{"bytes":3000000}"#), ("sha256", #"{"data":"abc"}"#),
-            ("scribble", "{}"), ("log", #"{"message":"hello"}"#), ("crash", "{}"), ("fail", #"{"message":"no"}"#),
-        ]
-        for (function, args) in history { _ = try faults(used, function, args) }
-        _ = try faults(used, "spin", "{}", timeoutMilliseconds: 50)
+        try assertSameFaults(
+            "demo",
+            history: [
+                ("alloc", #"{"mb":8}"#), ("echo", large), ("grow", #"{"bytes":3000000}"#), ("sha256", #"{"data":"abc"}"#),
+                ("scribble", "{}"), ("log", #"{"message":"hello"}"#), ("crash", "{}"), ("fail", #"{"message":"no"}"#),
+                ("spin", "{}"),
+            ],
+            probes: [
+                ("echo", "{}"), ("echo", large), ("fib", #"{"n":15}"#), ("alloc", #"{"mb":8}"#),
+                ("grow", #"{"bytes":3000000}"#), ("sha256", #"{"data":"abc"}"#), ("crash", "{}"),
+            ])
+    }
 
-        let new = try sandbox("demo", configuration: configuration)
-        let probes: [(String, String)] = [
-            ("echo", "{}"), ("echo", large), ("fib", #"{"n":15}"#), ("alloc", #"{"mb":8}"#), ("grow", #"{"bytes":3000000}"#),
-            ("sha256", #"{"data":"abc"}"#), ("crash", "{}"),
-        ]
+    /// The same for a guest with init, whose writes are in the snapshot.
+    /// Init touched every page `cube` needs but its input's: a 200 KB input
+    /// with "n" at its end makes the guest read pages init never did.
+    func testAfterInitACallMeetsTheSameFaultsWhateverRanBefore() throws {
+        let large = #"{"pad":""# + String(repeating: "x", count: 200_000) + #"","n":3}"#
+        try assertSameFaults("init_c", history: [("bump", "{}"), ("cube", large), ("bump", "{}")],
+                             probes: [("cube", large), ("bump", "{}"), ("cube", "{}")])
+    }
+
+    /// The prefault entry's table holds a range for each of the image's
+    /// mappings and the layout's areas; an image may not have more.
+    func testThePrefaultTableHoldsEveryImageTheLoaderAccepts() {
+        XCTAssertLessThanOrEqual(ELFImage.maximumProgramHeaders + 8, EntryStub.maximumPrefaultRanges)
+    }
+
+    /// Runs `history` in one VM, then each probe in a VM just built and in
+    /// that used one, comparing what each probe met. A call that spins is
+    /// stopped after 50 ms.
+    func assertSameFaults(_ guest: String, history: [(String, String)], probes: [(String, String)],
+                          file: StaticString = #filePath, line: UInt = #line) throws {
+        let configuration = SandboxConfiguration(memoryMB: 16, recyclable: true)
+        let used = try sandbox(guest, configuration: configuration)
+        XCTAssertFalse(try used.vcpu.statistics().filter { $0.key.hasPrefix("pf_") }.isEmpty,
+                       "KVM reports no page-fault counters, so this test would compare nothing", file: file, line: line)
+        for (function, args) in history { _ = try faults(used, function, args, timeoutMilliseconds: 50) }
+
+        let new = try sandbox(guest, configuration: configuration)
         for (function, args) in probes {
             let newFrames = try ownFrames(new)
             let usedFrames = try ownFrames(used)
             if newFrames != usedFrames {
                 XCTFail("before \(function): \(newFrames.filter { $0 }.count) pages have frames of their own in a new VM, "
-                        + "\(usedFrames.filter { $0 }.count) in a used one")
+                        + "\(usedFrames.filter { $0 }.count) in a used one", file: file, line: line)
             }
             XCTAssertEqual(try faults(new, function, args), try faults(used, function, args),
-                           "\(function): KVM's page faults differ between a new VM and a used one")
+                           "\(function): KVM's page faults differ between a new VM and a used one", file: file, line: line)
         }
     }
 }
