@@ -10,8 +10,8 @@ public final class GuestMemory: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer
     public let size: Int
 
-    /// `populated`: give every page its own zeroed frame now, by writing
-    /// each one from the host, rather than when it is first touched. An
+    /// `populated`: give every page its own zeroed frame now
+    /// (MADV_POPULATE_WRITE), rather than when it is first touched. An
     /// untouched page reads as the kernel's shared zero page and its first
     /// write copies it, a slower fault than a write to a page that has its
     /// own frame; in memory that is reused, which pages have frames would
