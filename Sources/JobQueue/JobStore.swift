@@ -88,24 +88,28 @@ public final class JobStore: @unchecked Sendable {
     /// running one is ignored (see the fencing note on the class).
     ///
     /// A result PostgreSQL will not store as jsonb (malformed JSON, or a
-    /// `\u0000` escape) would fail the whole batch; then each outcome is
-    /// written alone, and such a result fails its job as `invalid_output`
+    /// `\u0000` escape) would fail the whole batch; so would a completion
+    /// that a trigger or constraint refuses (what a completion sets off,
+    /// such as releasing dependents, is the schema's, and a refusal there
+    /// would otherwise be retried for ever). Then each outcome is written
+    /// alone, and such a completion fails its job as `invalid_output`
     /// rather than blocking the others.
     @discardableResult
     public func finish(_ outcomes: [JobOutcome]) throws -> [Int64] {
         guard !outcomes.isEmpty else { return [] }
         do {
             return try write(outcomes)
-        } catch let error as PGError where error.isDataException && outcomes.count > 1 {
+        } catch let error as PGError where error.refusesAValue && outcomes.count > 1 {
             return try outcomes.flatMap { try finish([$0]) }
-        } catch let error as PGError where error.isDataException {
+        } catch let error as PGError where error.refusesAValue {
             guard case .completed(let id, let attempt, let workerID, _) = outcomes[0],
                 case .queryFailed(_, _, let message, _, _) = error
             else { throw error }
+            let why = error.isDataException ? "result is not valid JSON for PostgreSQL" : "PostgreSQL refused to record the result"
             return try write([
                 .failed(
                     id: id, attempt: attempt, workerID: workerID, kind: JobErrorKind.invalidOutput.rawValue,
-                    message: "result is not valid JSON for PostgreSQL: \(message)", retryable: false)
+                    message: "\(why): \(message)", retryable: false)
             ])
         }
     }
@@ -344,4 +348,8 @@ extension PGError {
     /// SQLSTATE class 22: the server could not accept a value (bad JSON,
     /// an untranslatable character, an out-of-range number).
     var isDataException: Bool { sqlState?.hasPrefix("22") ?? false }
+
+    /// A data exception, or class 23: a constraint or trigger refused the
+    /// row. Writing the same values again fails the same way.
+    var refusesAValue: Bool { isDataException || (sqlState?.hasPrefix("23") ?? false) }
 }

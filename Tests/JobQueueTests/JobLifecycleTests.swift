@@ -239,6 +239,33 @@ final class JobLifecycleTests: DatabaseTestCase {
         }
     }
 
+    /// A completion that a trigger refuses (here one of the test's own; in
+    /// 0009's release of dependents, a dependent's args grown too large)
+    /// fails its job instead of failing the batch on every retry.
+    func testACompletionTheSchemaRefusesFailsOnlyItsJob() throws {
+        try connection.execute("""
+            CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.result ? 'poison' THEN
+                    RAISE EXCEPTION 'poisoned result' USING ERRCODE = 'check_violation';
+                END IF;
+                RETURN NEW;
+            END $$
+            """)
+        try connection.execute("CREATE TRIGGER refuse_poison BEFORE UPDATE ON hl.jobs FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
+        let ids = try insertJobs(2)
+        _ = try store.claim(workerID: "w", queues: nil, limit: 2)
+        XCTAssertEqual(Set(try store.finish([
+            .completed(id: ids[0], attempt: 1, workerID: "w", resultJSON: "{\"poison\": 1}"),
+            .completed(id: ids[1], attempt: 1, workerID: "w", resultJSON: "{\"ok\": 1}"),
+        ])), Set(ids))
+        XCTAssertEqual(try job(ids[1]).state, .completed)
+        XCTAssertEqual(try job(ids[0]).state, .discarded)
+        let error = try XCTUnwrap(try errors(of: ids[0]).first)
+        XCTAssertEqual(error["kind"] as? String, "invalid_output")
+        XCTAssertEqual(error["message"] as? String, "PostgreSQL refused to record the result: poisoned result")
+    }
+
     func testNULCharactersInMessagesAndResultsDoNotBreakTheBatch() throws {
         let ids = try insertJobs(3)
         _ = try store.claim(workerID: "w", queues: nil, limit: 3)

@@ -29,7 +29,10 @@ final class OperatorChecksTests: DatabaseTestCase {
 
     /// The INSERT fails as a check violation whose message names `rule`.
     private func assertRefused(_ columns: String, _ values: String, rule: String, file: StaticString = #filePath, line: UInt = #line) {
-        let sql = "INSERT INTO hl.jobs (\(columns)) VALUES (\(values))"
+        assertRefused(sql: "INSERT INTO hl.jobs (\(columns)) VALUES (\(values))", rule: rule, file: file, line: line)
+    }
+
+    private func assertRefused(sql: String, rule: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertThrowsError(try connection.execute(sql), sql, file: file, line: line) { error in
             guard case .queryFailed(_, let state, let message, _, _) = error as? PGError else {
                 return XCTFail("\(error)", file: file, line: line)
@@ -64,6 +67,90 @@ final class OperatorChecksTests: DatabaseTestCase {
         // A user's later edit is checked too.
         let id = try insertJobs()[0]
         XCTAssertThrowsError(try connection.execute("UPDATE hl.jobs SET args = '[1]' WHERE id = $1", params: [String(id)]))
+    }
+
+    /// Migration 0015: 0001's and 0009's CHECKs on what a submitter writes
+    /// became rules of the same statement-level check, refused the same
+    /// way; each is tried at its edge, so the trigger's one-expression
+    /// filter and the function that names the rule must agree on it (a row
+    /// the filter misses is accepted; one the function does not name gets
+    /// the fallback message, which starts with another name).
+    func testInsertRefusesWhatTheCheckConstraintsRefusedAndNamesTheRule() throws {
+        assertRefused("queue, guest, function", "' ', 'g', 'f'", rule: "jobs_queue_sane")
+        assertRefused("queue, guest, function", "repeat('q', 129), 'g', 'f'", rule: "jobs_queue_sane")
+        assertRefused("guest, function", "'g', ' '", rule: "jobs_function_sane")
+        assertRefused("guest, function", "'g', repeat('f', 129)", rule: "jobs_function_sane")
+        assertRefused("guest, function, priority", "'g', 'f', -101", rule: "jobs_priority_range")
+        assertRefused("guest, function, priority", "'g', 'f', 101", rule: "jobs_priority_range")
+        assertRefused("guest, function, max_attempts", "'g', 'f', 0", rule: "jobs_max_attempts_range")
+        assertRefused("guest, function, max_attempts", "'g', 'f', 1001", rule: "jobs_max_attempts_range")
+        assertRefused("guest, function, vm", "'g', 'f', 'warm'", rule: "jobs_vm_known")
+        assertRefused("guest, function, unique_key", "'g', 'f', ''", rule: "jobs_unique_key_sane")
+        assertRefused("guest, function, unique_key", "'g', 'f', repeat('k', 257)", rule: "jobs_unique_key_sane")
+        assertRefused("guest, function, depends_on", "'g', 'f', '{}'", rule: "jobs_depends_on_sane")
+        // 0008's rules come first: a row breaking both is named by 0008's.
+        assertRefused("guest, function, args, priority", "'g', 'f', '[]', 500", rule: "jobs_args_object")
+        // The edges that can run, and nulls, are accepted.
+        XCTAssertNoThrow(try connection.execute("""
+            INSERT INTO hl.jobs (queue, guest, function, priority, max_attempts, vm, unique_key, memory_mb, timeout_ms)
+            VALUES (repeat('q', 128), 'g', repeat('f', 128), -100, 1, 'fresh', repeat('k', 256), NULL, NULL),
+                   ('q', 'g', 'f', 100, 1000, 'recycled', 'k', 8, 1), ('q', 'g', 'f', 0, 3, NULL, NULL, 4096, 86400000)
+            """))
+    }
+
+    /// One bad row anywhere in a statement refuses the whole statement, by
+    /// INSERT ... SELECT and by COPY alike.
+    func testABadRowLateInAStatementRefusesAllOfIt() throws {
+        let before = try number("SELECT count(*) AS n FROM hl.jobs")
+        assertRefused(sql: """
+            INSERT INTO hl.jobs (guest, function, priority)
+            SELECT 'g', 'f', CASE WHEN i = 1000 THEN 101 ELSE 0 END FROM generate_series(1, 1000) AS i
+            """, rule: "jobs_priority_range")
+        XCTAssertThrowsError(try connection.execute("""
+            COPY hl.jobs (guest, function, max_attempts) FROM PROGRAM 'printf "g\\tf\\t3\\ng\\tf\\t0\\n"'
+            """)) { error in
+            XCTAssertTrue("\(error)".contains("jobs_max_attempts_range: "), "\(error)")
+        }
+        XCTAssertEqual(try number("SELECT count(*) AS n FROM hl.jobs"), before)
+    }
+
+    /// A later UPDATE that sets a submitter's column is held to the rules
+    /// per row; the workers' own columns keep their CHECKs.
+    func testUpdatesOfSubmittedColumnsAreCheckedToo() throws {
+        let id = String(try insertJobs()[0])
+        for (set, rule) in [("priority = 101", "jobs_priority_range"), ("vm = 'warm'", "jobs_vm_known"),
+                            ("queue = ''", "jobs_queue_sane"), ("depends_on = '{}'", "jobs_depends_on_sane")] {
+            XCTAssertThrowsError(try connection.execute("UPDATE hl.jobs SET \(set) WHERE id = $1", params: [id]), set) { error in
+                XCTAssertTrue("\(error)".contains("\(rule): "), "\(error)")
+            }
+        }
+        XCTAssertThrowsError(try connection.execute("UPDATE hl.jobs SET state = 'paused' WHERE id = $1", params: [id])) { error in
+            XCTAssertTrue("\(error)".contains("jobs_state_known"), "\(error)")
+        }
+    }
+
+    /// Why 0015 moved the rules out of CHECK constraints: PostgreSQL reads a
+    /// CHECK's and a WHEN clause's stored node text back, and plans it, on
+    /// every statement that writes hl.jobs (every INSERT, claim and finish),
+    /// where a plpgsql function's plans are kept for the session. This
+    /// bounds that text, so that a rule added as a CHECK or a WHEN says here
+    /// why it must be one. (0014's 13 CHECKs and WHEN held 17 KB.)
+    func testStatementsReadBackLittleStoredNodeText() throws {
+        let checks = try number("""
+            SELECT coalesce(sum(octet_length(conbin::text)), 0) AS n FROM pg_constraint
+            WHERE conrelid = 'hl.jobs'::regclass AND contype = 'c'
+            """)
+        let insertWhens = try number("""
+            SELECT coalesce(sum(octet_length(tgqual::text)), 0) AS n FROM pg_trigger
+            WHERE tgrelid = 'hl.jobs'::regclass AND tgqual IS NOT NULL AND tgtype & 4 <> 0
+            """)
+        XCTAssertLessThanOrEqual(checks, 3_000, "CHECK node text on hl.jobs, in bytes")
+        XCTAssertLessThanOrEqual(insertWhens, 500, "WHEN node text of INSERT triggers on hl.jobs, in bytes")
+    }
+
+    /// The one number `sql` selects, as `n`.
+    private func number(_ sql: String) throws -> Int {
+        try XCTUnwrap(try connection.execute(sql).singleRow().int("n"))
     }
 
     /// The rationale of 0001's header: a row that breaks the new rules (it

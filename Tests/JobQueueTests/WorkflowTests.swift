@@ -24,15 +24,21 @@ final class WorkflowTests: DatabaseTestCase {
     /// Claims `id` (and only it) for worker "w" and finishes it.
     private func run(_ id: Int64, _ outcome: (Int64, Int) -> JobOutcome, store: JobStore? = nil) throws {
         let store = store ?? self.store!
+        XCTAssertEqual(try store.finish([outcome(id, try claimOnly(id, store: store))]), [id])
+    }
+
+    /// Claims `id` (and only it) for worker "w": its attempt.
+    private func claimOnly(_ id: Int64, store: JobStore? = nil) throws -> Int {
+        let store = store ?? self.store!
         let claimed = try store.claim(workerID: "w", queues: nil, limit: 100)
         let mine = try XCTUnwrap(claimed.first { $0.id == id }, "job \(id) was not claimable")
-        let others = claimed.filter { $0.id != id }.map { JobAttempt(id: $0.id, attempt: $0.attempt) }
+        let others = claimed.filter { $0.id != id }
         if !others.isEmpty {
             try store.connection.execute(
                 "UPDATE hl.jobs SET state = 'available', attempt = attempt - 1 WHERE id = ANY($1::bigint[])",
                 params: ["{" + others.map { String($0.id) }.joined(separator: ",") + "}"])
         }
-        XCTAssertEqual(try store.finish([outcome(id, mine.attempt)]), [id])
+        return mine.attempt
     }
 
     private func complete(_ id: Int64, store: JobStore? = nil) throws {
@@ -177,6 +183,47 @@ final class WorkflowTests: DatabaseTestCase {
         try connection.execute("UPDATE hl.jobs SET cancel_requested_at = now() WHERE id = $1", params: [String(f)])
         XCTAssertEqual(try state(f), "cancelled")
         XCTAssertEqual(try state(g), "cancelled")
+    }
+
+    /// Migration 0015: a dependency whose result makes its dependent's args
+    /// too large for a guest's input still finishes (0009's release was
+    /// refused with the finish, which the worker then retried for ever,
+    /// with the rest of its batch); the dependent is discarded, named, and
+    /// its own dependents cancelled. A fan-in over results that each fit
+    /// but together do not is discarded the same way, before any combined
+    /// value is built. A dependent whose results fit is released in the
+    /// same finish.
+    func testADependentWhoseResultsCannotFitItsInputIsDiscardedAndTheFinishGoesThrough() throws {
+        let big = try insert("big"), small = try insert("small")
+        let tooLarge = try insert("d", dependsOn: [big])
+        let afterIt = try insert("e", dependsOn: [tooLarge])
+        let fits = try insert("f", dependsOn: [small])
+        let halves = try (0..<3).map { try insert("half\($0)") }
+        let fanIn = try insert("fan_in", dependsOn: halves)
+
+        // As large as a guest may return; with the wrapping a dependent's
+        // args get, 40-odd bytes over what its input holds.
+        let nearlyAMiB = #"{"s": ""# + String(repeating: "x", count: 1_048_540) + #""}"#
+        let smallAttempt = try claimOnly(small)
+        let bigAttempt = try claimOnly(big)
+        XCTAssertEqual(Set(try store.finish([
+            .completed(id: big, attempt: bigAttempt, workerID: "w", resultJSON: nearlyAMiB),
+            .completed(id: small, attempt: smallAttempt, workerID: "w", resultJSON: "{}"),
+        ])), [big, small], "the whole batch is written")
+        XCTAssertEqual(try state(tooLarge), "discarded")
+        let last = try XCTUnwrap(try errors(of: tooLarge).last)
+        XCTAssertEqual(last["kind"] as? String, "invalid_job")
+        XCTAssertTrue((last["message"] as? String ?? "").hasPrefix("jobs_args_size: "), "\(last)")
+        XCTAssertEqual(try state(afterIt), "cancelled")
+        XCTAssertEqual(try state(fits), "available")
+
+        let half = #"{"s": ""# + String(repeating: "y", count: 400_000) + #""}"#
+        for id in halves {
+            try run(id, { .completed(id: $0, attempt: $1, workerID: "w", resultJSON: half) })
+        }
+        XCTAssertEqual(try state(fanIn), "discarded")
+        let fanInError = try XCTUnwrap(try errors(of: fanIn).last)
+        XCTAssertTrue((fanInError["message"] as? String ?? "").contains("would be over 1200"), "\(fanInError)")
     }
 
     func testDependenciesMustExistAndBeTheSubmittersOwn() throws {
