@@ -194,9 +194,10 @@ CREATE TRIGGER jobs_validate_update
 -- is discarded as invalid_job, saying how large they would be (its own
 -- dependents are then cancelled by this trigger, as for any discarded
 -- job), and the finish goes through. The results' sizes are summed before
--- they are combined, so a fan-in over many large results is never built
--- (jsonb's own limit, 256 MiB, would fail the finish too). Otherwise as in
--- 0009, with its reasons.
+-- they are combined, and only until they pass the limit, so a fan-in over
+-- many large results is never built (jsonb's own limit, 256 MiB, would
+-- fail the finish too) and costs the finish no more than about 2 MiB of
+-- text. Otherwise as in 0009, with its reasons.
 CREATE OR REPLACE FUNCTION hl.jobs_release_dependents() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -210,19 +211,25 @@ BEGIN
     END IF;
     IF NEW.state = 'completed' THEN
         WITH ready AS (
-            SELECT j.id, j.args, j.depends_on, 1048576 - 16 - octet_length(j.function) AS room,
-                   (SELECT coalesce(sum(octet_length(d.result::text)), 0) FROM hl.jobs AS d
-                    WHERE d.id = ANY (j.depends_on)) AS results_bytes
+            SELECT j.id, j.args, j.depends_on, 1048576 - 16 - octet_length(j.function) AS room
             FROM hl.jobs AS j
             WHERE j.depends_on @> ARRAY[NEW.id] AND j.state = 'pending'
               AND NOT EXISTS (SELECT 1 FROM hl.jobs AS d
                               WHERE d.id = ANY (j.depends_on) AND d.state <> 'completed')
-        ), combined AS (
-            SELECT r.id, r.room, r.results_bytes, merged.args, octet_length(merged.args::text) AS bytes
+        ), measured AS (
+            -- The results' running size, read until it passes the room:
+            -- at most one result beyond it is ever turned into text.
+            SELECT r.*, (SELECT s.running FROM (
+                    SELECT sum(octet_length(d.result::text)) OVER (ORDER BY d.id ROWS UNBOUNDED PRECEDING) AS running
+                    FROM hl.jobs AS d WHERE d.id = ANY (r.depends_on)) AS s
+                WHERE s.running > r.room LIMIT 1) AS results_overflow
             FROM ready AS r
+        ), combined AS (
+            SELECT r.id, r.room, r.results_overflow, merged.args, octet_length(merged.args::text) AS bytes
+            FROM measured AS r
             CROSS JOIN LATERAL (SELECT CASE
                 WHEN jsonb_typeof(r.args) <> 'object' THEN r.args
-                WHEN r.results_bytes > r.room THEN NULL
+                WHEN r.results_overflow IS NOT NULL THEN NULL
                 ELSE r.args || jsonb_build_object('hl_dependency_results',
                     (SELECT coalesce(jsonb_agg(jsonb_build_object('id', d.id, 'result', d.result) ORDER BY d.id), '[]')
                      FROM hl.jobs AS d WHERE d.id = ANY (r.depends_on)))
@@ -235,7 +242,7 @@ BEGIN
                 errors = CASE WHEN c.bytes <= c.room THEN j.errors ELSE j.errors || jsonb_build_array(jsonb_build_object(
                     'attempt', j.attempt, 'at', now(), 'kind', 'invalid_job',
                     'message', format('jobs_args_size: its args with its dependencies'' results would be %s bytes as JSON text; at most %s fit a guest''s 1 MiB input with its function name',
-                                      coalesce(c.bytes::text, 'over ' || c.results_bytes), c.room),
+                                      coalesce(c.bytes::text, 'over ' || c.results_overflow), c.room),
                     'worker', NULL)) END
             FROM combined AS c
             WHERE j.id = c.id
