@@ -351,5 +351,5 @@ extension PGError {
 
     /// A data exception, or class 23: a constraint or trigger refused the
     /// row. Writing the same values again fails the same way.
-    var refusesAValue: Bool { isDataException || (sqlState?.hasPrefix("23") ?? false) }
+    public var refusesAValue: Bool { isDataException || (sqlState?.hasPrefix("23") ?? false) }
 }

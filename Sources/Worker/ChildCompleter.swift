@@ -39,7 +39,7 @@ final class ChildCompleter: @unchecked Sendable {
                     try store.complete(job.attemptRef, workerID: workerID, resultJSON: resultJSON, children: children)
                 }
                 return .completed(id: job.id, attempt: job.attempt, workerID: workerID, resultJSON: resultJSON)
-            } catch let error as PGError where Self.isRefusal(error) {
+            } catch let error as PGError where error.refusesAValue {
                 // A child or the result the database will not store: no
                 // retry can change that.
                 return .failed(id: job.id, attempt: job.attempt, workerID: workerID,
@@ -54,12 +54,6 @@ final class ChildCompleter: @unchecked Sendable {
         }
         return .failed(id: job.id, attempt: job.attempt, workerID: workerID, kind: "host_error",
                        message: "could not record the completion with the jobs it enqueued", retryable: true)
-    }
-
-    /// Data exceptions (22) and integrity violations (23).
-    private static func isRefusal(_ error: PGError) -> Bool {
-        guard let state = error.sqlState else { return false }
-        return state.hasPrefix("22") || state.hasPrefix("23")
     }
 
     private static func reason(_ error: PGError) -> String {
