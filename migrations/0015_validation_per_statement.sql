@@ -264,3 +264,70 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- MARK: Schedules that can never enqueue
+
+-- A schedule is a template of a job, so the job rules apply to it when it
+-- is added or its template changed (an UPDATE that only pauses or resumes
+-- it is not checked, so a schedule from before a rule can still be paused).
+CREATE FUNCTION hl.schedules_validate() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    job hl.jobs;
+BEGIN
+    job.queue := NEW.queue;
+    job.guest := NEW.guest;
+    job.function := NEW.function;
+    job.args := NEW.args;
+    job.priority := NEW.priority;
+    job.max_attempts := NEW.max_attempts;
+    job.run_at := now();
+    PERFORM hl.jobs_refuse_if_broken(job);
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER schedules_validate
+    BEFORE INSERT OR UPDATE OF queue, guest, function, args, priority, max_attempts ON hl.schedules
+    FOR EACH ROW EXECUTE FUNCTION hl.schedules_validate();
+
+-- A scheduler round enqueues every due tick in one transaction. Before,
+-- one schedule whose job the rules refused (added before 0008, whose rules
+-- 0009's schedule CHECKs do not all repeat) failed every round, and with
+-- it every other schedule's ticks, for ever. Now its tick is used up and
+-- the refusal is recorded in its last_error (`schedule list` shows it);
+-- the other schedules go on. Otherwise as in 0009, with its reasons.
+CREATE OR REPLACE FUNCTION hl.enqueue_tick(schedule_name text, tick timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s hl.schedules;
+    job bigint;
+BEGIN
+    IF tick > now() THEN
+        RETURN NULL;
+    END IF;
+    UPDATE hl.schedules SET last_tick = tick, last_error = NULL
+    WHERE name = schedule_name AND enabled AND last_tick < tick
+    RETURNING * INTO s;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        INSERT INTO hl.jobs AS j (queue, guest, function, args, priority, max_attempts, unique_key, submitted_by)
+        VALUES (s.queue, s.guest, s.function, s.args, s.priority, s.max_attempts,
+                'schedule:' || s.name || ':' || to_char(tick AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                s.created_by)
+        ON CONFLICT (submitted_by, unique_key)
+            WHERE unique_key IS NOT NULL AND state IN ('pending', 'available', 'running', 'retryable')
+            DO NOTHING
+        RETURNING j.id INTO job;
+    EXCEPTION WHEN integrity_constraint_violation OR data_exception THEN
+        UPDATE hl.schedules SET last_error = left('its job was refused: ' || SQLERRM, 500)
+        WHERE name = schedule_name;
+        RETURN NULL;
+    END;
+    UPDATE hl.schedules SET last_job_id = coalesce(job, last_job_id) WHERE name = schedule_name;
+    RETURN job;
+END
+$$;

@@ -328,6 +328,37 @@ final class WorkflowTests: DatabaseTestCase {
                      "a paused schedule enqueues nothing")
     }
 
+    /// Migration 0015: a schedule whose job the rules would refuse is
+    /// refused itself. One from before that (added with the check off) has
+    /// its tick used up and the refusal recorded, and the same round still
+    /// enqueues the other schedules' ticks; before, it failed every round,
+    /// for every schedule. It can still be paused.
+    func testASchedulesJobIsCheckedAndARefusedOneDoesNotStopTheOthers() throws {
+        func add(_ name: String, guest: String) throws {
+            try store.addSchedule(name: name, cron: "* * * * *", timeZone: "UTC", guest: guest, function: "echo",
+                                  argsJSON: nil, queue: nil, priority: nil)
+        }
+        XCTAssertThrowsError(try add("bad", guest: "bad guest")) { error in
+            XCTAssertTrue("\(error)".contains("jobs_guest_name: "), "\(error)")
+        }
+        try connection.execute("ALTER TABLE hl.schedules DISABLE TRIGGER schedules_validate")
+        try add("bad", guest: "bad guest")
+        try connection.execute("ALTER TABLE hl.schedules ENABLE TRIGGER schedules_validate")
+        try add("good", guest: "demo")
+        try connection.execute("UPDATE hl.schedules SET last_tick = now() - interval '1 hour'")
+
+        let ids = try XCTUnwrap(try store.runSchedulerRound { schedules, now in
+            (schedules.map { (name: $0.name, tick: now.addingTimeInterval(-60)) }, [])
+        })
+        XCTAssertEqual(ids.count, 1)
+        let job = try connection.execute("SELECT unique_key FROM hl.jobs").singleRow()
+        XCTAssertTrue(job.string("unique_key")?.hasPrefix("schedule:good:") ?? false)
+        let bad = try connection.execute("SELECT last_error FROM hl.schedules WHERE name = 'bad'").singleRow()
+        XCTAssertTrue(bad.string("last_error")?.hasPrefix("its job was refused: jobs_guest_name: ") ?? false,
+                      "\(bad.string("last_error") ?? "nil")")
+        XCTAssertTrue(try store.setScheduleEnabled(name: "bad", false))
+    }
+
     func testOneSchedulerRoundAtATime() throws {
         try store.addSchedule(name: "s", cron: "* * * * * *", timeZone: "UTC", guest: "demo", function: "echo",
                               argsJSON: nil, queue: nil, priority: nil)
