@@ -1,6 +1,8 @@
 -- The rules on what a submitter writes are checked once per statement, by
 -- a trigger over the new rows, instead of by CHECK constraints and a
--- trigger's WHEN clause on every row.
+-- trigger's WHEN clause on every row. Below, under their own marks, two
+-- places where a job those rules refuse used to stop a worker's writes for
+-- ever: the release of dependents, and the scheduler's rounds.
 --
 -- Why: PostgreSQL stores a CHECK constraint and a WHEN clause as node text
 -- (pg_constraint.conbin, pg_trigger.tgqual) and reads it back and plans it
